@@ -1,0 +1,13 @@
+"""adaspa: training-free adaptive block-sparse attention (AdaSpa) for video diffusion transformers.
+
+Importing registers the torch.ops.adaspa.* custom ops (sparse_attn, attn_search, block_scores,
+select_blocks). No CUDA work happens at import time.
+"""
+from . import _build_config
+from . import reference
+from .ops import attn_search, block_scores, num_blocks, select_blocks, sparse_attn, validate_block_index
+
+__version__ = _build_config.VERSION
+
+__all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index", "num_blocks",
+           "reference", "__version__"]

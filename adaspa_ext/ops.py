@@ -1,0 +1,187 @@
+"""Typed wrappers and fake (meta) kernels for the torch.ops.adaspa custom ops.
+
+The schemas live in csrc/ops.cpp; each backend registers its kernel in C++. This module adds
+  * fake kernels, so the ops trace under torch.compile / FakeTensor with exact output strides;
+  * documented wrappers with an optional check mode that validates data-dependent values
+    (index ranges and order, keep range) with a host sync and raises ValueError.
+Check mode is on when `check=True` is passed or ADASPA_CHECK=1 is set.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loads the library: registers the schemas and kernels)
+from . import _build_config
+
+__all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index",
+           "num_blocks", "SUPPORTED_BLOCK_SIZES", "SUPPORTED_HEAD_DIMS"]
+
+SUPPORTED_BLOCK_SIZES = (64, 128)
+SUPPORTED_HEAD_DIMS = (64, 128)
+
+
+def num_blocks(n: int, block_size: int) -> int:
+    """Blocks covering n tokens: ceil(n / block_size) (the last one may be partial)."""
+    return (n + block_size - 1) // block_size
+
+
+def _check_enabled(check: bool | None) -> bool:
+    if check is None:
+        check = os.environ.get("ADASPA_CHECK", "0") == "1"
+    return bool(check) and not torch.compiler.is_compiling()
+
+
+@functools.lru_cache(maxsize=None)
+def _arch_supported(cc: tuple[int, int]) -> bool:
+    major, minor = cc
+    for a in _build_config.CUDA_ARCHS:
+        a = a.replace("+PTX", "")
+        am, an = a.split(".")
+        if an.endswith("a"):  # arch-specific targets run only on that exact arch
+            if (int(am), int(an[:-1])) == cc:
+                return True
+        elif int(am) == major and int(an) <= minor:  # SASS runs on later minors of its major
+            return True
+    return False
+
+
+def _check_device(t: Tensor) -> None:
+    if t.device.type != "cuda":
+        return
+    if not _build_config.WITH_CUDA:
+        raise RuntimeError("adaspa_ext was built without CUDA kernels (ADASPA_BUILD_CUDA=0 or no toolkit); "
+                           f"got a tensor on {t.device}. Rebuild with a CUDA toolkit to use the GPU.")
+    cc = torch.cuda.get_device_capability(t.device)
+    if not _arch_supported(cc):
+        raise RuntimeError(
+            f"adaspa_ext has no kernels for {torch.cuda.get_device_name(t.device)} (sm_{cc[0]}{cc[1]}); it was "
+            f"built for TORCH_CUDA_ARCH_LIST={';'.join(_build_config.CUDA_ARCHS)}. Rebuild with "
+            f"TORCH_CUDA_ARCH_LIST including {cc[0]}.{cc[1]}{'a' if cc == (9, 0) else ''}.")
+
+
+def validate_block_index(idx: Tensor, mk: int, name: str = "idx") -> None:
+    """Raise ValueError unless every idx row is strictly ascending entries in [0, mk) followed by
+    -1 padding only. Syncs with the device."""
+    if idx.numel() == 0:
+        return
+    i = idx.long()
+    pad = i == -1
+    bad_range = ~pad & ((i < 0) | (i >= mk))
+    if bool(bad_range.any()):
+        pos = bad_range.nonzero()[0].tolist()
+        raise ValueError(f"{name}: entry {i[tuple(pos)].item()} at {pos} is outside [0, Mk={mk}) and is not -1 padding")
+    pad_before_valid = pad[..., :-1] & ~pad[..., 1:]
+    if bool(pad_before_valid.any()):
+        pos = pad_before_valid.nonzero()[0].tolist()
+        raise ValueError(f"{name}: -1 padding at {pos} is followed by a block index; padding must come last")
+    not_ascending = ~pad[..., 1:] & (i[..., 1:] <= i[..., :-1])
+    if bool(not_ascending.any()):
+        pos = not_ascending.nonzero()[0].tolist()
+        pos[-1] += 1
+        raise ValueError(f"{name}: row is not strictly ascending at {pos} (duplicates or unsorted entries)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrappers
+
+
+def sparse_attn(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, block_size: int = 64,
+                scale: float | None = None, *, check: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Block-sparse attention: each query block attends only to the key blocks listed in idx.
+
+    q [B, H, Nq, D], k / v [B, H, Nk, D]: fp16 / bf16 (float32 on CPU), last dim contiguous, any
+    other strides (a [B, N, H, D] tensor passed as .transpose(1, 2) is read in place).
+    idx int32 [B, H, Mq, Kmax], Mq = ceil(Nq / block_size): per query block the key blocks to
+    visit, ascending, then -1 padding. Entries outside [0, Mk) or not above the previous visited
+    entry are skipped (check mode raises on them instead).
+    Returns out (like q, same memory layout) and lse float32 [B, H, Nq] (natural log). A row that
+    visits no block gets out 0 and lse -inf. scale defaults to D ** -0.5.
+    """
+    _check_device(q)
+    if _check_enabled(check):
+        validate_block_index(idx, num_blocks(k.shape[2], block_size))
+    return torch.ops.adaspa.sparse_attn.default(q, k, v, idx, block_size, scale)
+
+
+def attn_search(q: Tensor, k: Tensor, v: Tensor, block_size: int = 64,
+                scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Fused search: dense attention (out, lse) plus block scores in one launch.
+
+    scores float32 [B, H, Mq, Mk]: S[i, j] = sum over rows r of query block i and keys c of key
+    block j of exp(scale * q_r . k_c - lse_r). Each row's probabilities sum to 1, so
+    scores[..., i, :].sum() equals the number of rows in block i.
+    """
+    _check_device(q)
+    return torch.ops.adaspa.attn_search.default(q, k, v, block_size, scale)
+
+
+def block_scores(q: Tensor, k: Tensor, lse: Tensor, block_size: int = 64,
+                 scale: float | None = None) -> Tensor:
+    """Block scores from a cached lse (float32 [B, H, Nq]), no P @ V: float32 [B, H, Mq, Mk].
+    With a stale lse rows no longer sum exactly to 1; consumers normalise per row."""
+    _check_device(q)
+    return torch.ops.adaspa.block_scores.default(q, k, lse, block_size, scale)
+
+
+def select_blocks(scores: Tensor, keep: Tensor, forced_kv: Tensor | None = None, *,
+                  check: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Row-wise top-k block selection.
+
+    scores float32 [B, H, Mq, Mk]; keep int32 [H]: non-forced blocks each row keeps (clamped to the
+    number of non-forced blocks; values outside [0, Mk] raise when keep is on the CPU or in check
+    mode); forced_kv bool [Mk] (optional): blocks kept in every row (the text sink). keep and
+    forced_kv may live on the CPU or on scores' device.
+    Returns idx int32 [B, H, Mq, Mk] (kept blocks ascending, then -1) and kept_mass float32
+    [B, H, Mq], the share of the row's total score held by the kept blocks.
+    """
+    _check_device(scores)
+    if _check_enabled(check) and keep.numel():
+        lo, hi = int(keep.min()), int(keep.max())
+        if lo < 0 or hi > scores.shape[-1]:
+            raise ValueError(f"keep: values must lie in [0, Mk={scores.shape[-1]}], got min {lo} max {hi}")
+    return torch.ops.adaspa.select_blocks.default(scores, keep, forced_kv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake kernels: shapes, dtypes and strides exactly as the real kernels produce them.
+
+
+def _fake_qkv_checks(op: str, q: Tensor, k: Tensor, block_size: int) -> None:
+    torch._check(q.dim() == 4 and k.dim() == 4, lambda: f"adaspa.{op}: q and k must be 4-D [B, H, N, D]")
+    torch._check(block_size in SUPPORTED_BLOCK_SIZES,
+                 lambda: f"adaspa.{op}: block_size must be one of {{64, 128}}, got {block_size}")
+
+
+@torch.library.register_fake("adaspa::sparse_attn")
+def _sparse_attn_fake(q, k, v, idx, block_size=64, scale=None):
+    _fake_qkv_checks("sparse_attn", q, k, block_size)
+    b, h, nq, _ = q.shape
+    return torch.empty_like(q), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+@torch.library.register_fake("adaspa::attn_search")
+def _attn_search_fake(q, k, v, block_size=64, scale=None):
+    _fake_qkv_checks("attn_search", q, k, block_size)
+    b, h, nq, _ = q.shape
+    mq, mk = num_blocks(nq, block_size), num_blocks(k.shape[2], block_size)
+    return (torch.empty_like(q), q.new_empty((b, h, nq), dtype=torch.float32),
+            q.new_empty((b, h, mq, mk), dtype=torch.float32))
+
+
+@torch.library.register_fake("adaspa::block_scores")
+def _block_scores_fake(q, k, lse, block_size=64, scale=None):
+    _fake_qkv_checks("block_scores", q, k, block_size)
+    b, h, nq, _ = q.shape
+    return q.new_empty((b, h, num_blocks(nq, block_size), num_blocks(k.shape[2], block_size)), dtype=torch.float32)
+
+
+@torch.library.register_fake("adaspa::select_blocks")
+def _select_blocks_fake(scores, keep, forced_kv=None):
+    torch._check(scores.dim() == 4, lambda: "adaspa.select_blocks: scores must be 4-D [B, H, Mq, Mk]")
+    b, h, mq, mk = scores.shape
+    return scores.new_empty((b, h, mq, mk), dtype=torch.int32), scores.new_empty((b, h, mq), dtype=torch.float32)

@@ -1,0 +1,147 @@
+"""Kernel benchmark: sparse_attn vs density, the search kernels and selection, against cuDNN and
+FlashAttention-2 dense attention (torch SDPA backends) and FlexAttention on the same block mask.
+
+Usage:
+  python benchmarks/bench_kernels.py [--shapes h24-d128-32k hunyuan-720p h48-d64-32k]
+      [--densities 0.05 0.1 0.2 0.5 1.0] [--blocks 64 128] [--no-flex] [--csv out.csv]
+
+Effective TF/s counts only the work asked for: 4 * sum over query rows of (kept key tokens) * D.
+Ratios are measured in the same process on the same card.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import traceback
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import common  # noqa: E402
+
+import adaspa_ext as A  # noqa: E402
+from adaspa_ext.presets import KERNEL_BENCH_SHAPES  # noqa: E402
+
+
+def adaptive_time(fn, budget_ms=1500.0):
+    t0 = common.time_ms(fn, warmup=1, reps=1)
+    reps = int(max(3, min(20, budget_ms / max(t0, 1e-3))))
+    return common.time_ms(fn, warmup=1, reps=reps)
+
+
+def random_block_index(b, h, mq, mk, n, device):
+    """Per row n distinct random key blocks, ascending; width n."""
+    if n >= mk:
+        return torch.arange(mk, device=device, dtype=torch.int32).expand(b, h, mq, mk).contiguous()
+    return torch.rand(b, h, mq, mk, device=device).topk(n, dim=-1).indices.sort(dim=-1).values.int()
+
+
+def effective_flops(idx, nq, nk, bs, d):
+    """4 * D * sum over query rows of kept key tokens."""
+    b, h, mq, _ = idx.shape
+    valid = idx >= 0
+    keys = torch.where(valid, torch.clamp(nk - idx.long() * bs, max=bs), torch.zeros_like(idx, dtype=torch.long))
+    rows = torch.clamp(nq - torch.arange(mq, device=idx.device) * bs, max=bs)
+    return 4.0 * d * float((keys.sum(-1) * rows).sum())
+
+
+def flex_runner(q, k, v, idx, bs):
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    b, h, mq, kmax = idx.shape
+    mk = math.ceil(k.shape[2] / bs)
+    counts = (idx >= 0).sum(-1).int()
+    full = torch.zeros(b, h, mq, mk, dtype=torch.int32, device=idx.device)
+    full[..., :kmax] = idx.clamp_min(0)
+    bm = BlockMask.from_kv_blocks(counts, full, BLOCK_SIZE=bs)
+    fn = torch.compile(flex_attention, dynamic=False)
+    opts = None
+    try:
+        fn(q, k, v, block_mask=bm)
+    except Exception:  # a 64-block mask may need 64-wide kernel tiles
+        opts = {"BLOCK_M": bs, "BLOCK_N": bs}
+        fn(q, k, v, block_mask=bm, kernel_options=opts)
+    return lambda: fn(q, k, v, block_mask=bm, kernel_options=opts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = [s[0] for s in KERNEL_BENCH_SHAPES]
+    ap.add_argument("--shapes", nargs="+", default=names, choices=names)
+    ap.add_argument("--densities", nargs="+", type=float, default=[0.05, 0.1, 0.2, 0.5, 1.0])
+    ap.add_argument("--blocks", nargs="+", type=int, default=[64, 128])
+    ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--csv")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = "cuda"
+    print(common.header("bench_kernels: sparse_attn / attn_search / block_scores / select_blocks", "bf16, random q/k/v"))
+    rows, srows = [], []
+    for name, b, h, d, n in KERNEL_BENCH_SHAPES:
+        if name not in args.shapes:
+            continue
+        q, k, v = (torch.randn(b, h, n, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
+        dense_flops = 4.0 * b * h * n * n * d
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            t_cudnn = adaptive_time(lambda: F.scaled_dot_product_attention(q, k, v))
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            t_fa2 = adaptive_time(lambda: F.scaled_dot_product_attention(q, k, v))
+        tf_cudnn, tf_fa2 = dense_flops / t_cudnn / 1e9, dense_flops / t_fa2 / 1e9
+        print(f"# {name}: B={b} H={h} D={d} N={n}: cuDNN dense {t_cudnn:.2f} ms ({tf_cudnn:.0f} TF/s), "
+              f"FA2 dense {t_fa2:.2f} ms ({tf_fa2:.0f} TF/s)", flush=True)
+        for bs in args.blocks:
+            mq = mk = math.ceil(n / bs)
+            t_at = {}
+            for dens in args.densities:
+                nb = max(1, round(dens * mk))
+                idx = random_block_index(b, h, mq, mk, nb, dev)
+                flops = effective_flops(idx, n, n, bs, d)
+                t = adaptive_time(lambda: A.sparse_attn(q, k, v, idx, bs))
+                t_at[dens] = t
+                r = dict(shape=name, block=bs, density=dens, ms=t, tflops=flops / t / 1e9,
+                         x_cudnn=t / t_cudnn, vs_fa2=flops / t / 1e9 / tf_fa2)
+                if not args.no_flex:
+                    try:
+                        tf = adaptive_time(flex_runner(q, k, v, idx, bs))
+                        r.update(flex_ms=tf, flex_tflops=flops / tf / 1e9, vs_flex=tf / t)
+                    except Exception as e:  # report, keep going
+                        traceback.print_exc()
+                        r.update(flex_ms=f"err:{type(e).__name__}")
+                rows.append(r)
+                print(f"  bs={bs} density={dens}: {t:.2f} ms {r['tflops']:.0f} TF/s", flush=True)
+                del idx
+            t_dense = t_at.get(1.0)
+            t_search = adaptive_time(lambda: A.attn_search(q, k, v, bs))
+            _, lse, scores = A.attn_search(q, k, v, bs)
+            t_scores = adaptive_time(lambda: A.block_scores(q, k, lse, bs))
+            keep0 = torch.full((h,), round(0.2 * mk), dtype=torch.int32, device=dev)
+            keep1 = torch.full((h,), round(0.3 * mk), dtype=torch.int32, device=dev)
+            t_select = adaptive_time(lambda: (A.select_blocks(scores, keep0), A.select_blocks(scores, keep1)))
+            lin = t_at[0.2] / t_at[1.0] if 0.2 in t_at and 1.0 in t_at else None
+            srows.append(dict(shape=name, block=bs, search_ms=t_search,
+                              search_x_sparse1=t_search / t_dense if t_dense else None,
+                              search_x_cudnn=t_search / t_cudnn, scores_ms=t_scores,
+                              scores_x_sparse1=t_scores / t_dense if t_dense else None,
+                              scores_x_cudnn=t_scores / t_cudnn, select2_ms=t_select,
+                              select2_pct_cudnn=100 * t_select / t_cudnn, t02_over_t1=lin))
+            del lse, scores
+        del q, k, v
+        torch.cuda.empty_cache()
+    print()
+    print(common.table(rows, [("shape", "s", 13), ("block", "d", 5), ("density", ".2f", 7), ("ms", ".2f", 8),
+                              ("tflops", ".0f", 6), ("x_cudnn", ".3f", 7), ("vs_fa2", ".2f", 6),
+                              ("flex_ms", ".2f", 8), ("flex_tflops", ".0f", 11), ("vs_flex", ".2f", 7)]))
+    print()
+    print(common.table(srows, [("shape", "s", 13), ("block", "d", 5), ("search_ms", ".2f", 9),
+                               ("search_x_sparse1", ".3f", 16), ("search_x_cudnn", ".3f", 14),
+                               ("scores_ms", ".2f", 9), ("scores_x_sparse1", ".3f", 16),
+                               ("scores_x_cudnn", ".3f", 14), ("select2_ms", ".3f", 10),
+                               ("select2_pct_cudnn", ".3f", 17), ("t02_over_t1", ".3f", 11)]))
+    if args.csv:
+        common.write_csv(args.csv, rows + srows)
+
+
+if __name__ == "__main__":
+    main()

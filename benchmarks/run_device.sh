@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One device-machine session: build against that machine's torch, run the tests (GPU ones
+# included), then the kernel benchmark. Logs go to $OUT (the device tool brings them back).
+# Usage: bash benchmarks/run_device.sh [build] [test] [bench] [sanitize] [schedule]   (default: build test bench)
+set -uo pipefail
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+stages=${*:-build test bench}
+export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0a"}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+for s in $stages; do
+  case $s in
+    build)
+      start=$(date +%s)
+      python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
+      echo "build: $(( $(date +%s) - start )) s (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS)"
+      grep -E "spill|registers" "$OUT/build.log" | sort | uniq -c | head -20 ;;
+    test)
+      python3 -m pytest -q -rs tests/ ${PYTEST_ARGS:-} > "$OUT/tests.log" 2>&1
+      grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
+      grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 ;;
+    bench)
+      python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" > "$OUT/bench_kernels.txt" 2>&1
+      tail -n 45 "$OUT/bench_kernels.txt" ;;
+    sanitize)
+      bash benchmarks/sanitize.sh > "$OUT/sanitize.log" 2>&1; tail -20 "$OUT/sanitize.log" ;;
+    schedule)
+      python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1
+      tail -n 40 "$OUT/bench_schedule.txt" ;;
+  esac
+done

@@ -1,0 +1,39 @@
+"""Every compiled kernel once on small odd shapes, for compute-sanitizer (memcheck / racecheck).
+
+Usage: compute-sanitizer --tool memcheck python benchmarks/sanitize_small.py
+"""
+import math
+
+import torch
+
+import adaspa_ext as A
+from adaspa_ext import _build_config
+
+DT = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def main():
+    torch.manual_seed(0)
+    seen = set()
+    for family, dt, d, bs in _build_config.CUDA_KERNELS:
+        if (dt, d, bs) in seen:
+            continue
+        seen.add((dt, d, bs))
+        nq, nk = 2 * bs + 5, 3 * bs - 7  # partial last blocks, Nq != Nk
+        q = torch.randn(1, 2, nq, d, device="cuda", dtype=DT[dt])
+        k = torch.randn(1, nk, 2, d, device="cuda", dtype=DT[dt]).transpose(1, 2)
+        v = torch.randn(1, 2, nk, d, device="cuda", dtype=DT[dt])
+        mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+        idx = torch.tensor([0, 2, -1, 7, 1], dtype=torch.int32, device="cuda").expand(1, 2, mq, 5).contiguous()
+        A.sparse_attn(q, k, v, idx, bs)
+        _, lse, s = A.attn_search(q, k, v, bs)
+        A.block_scores(q, k, lse, bs)
+        A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
+                        torch.tensor([True] + [False] * (mk - 1), device="cuda"))
+        print(f"ran dtype={dt} d={d} bs={bs}")
+    torch.cuda.synchronize()
+    print("sanitize_small: done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+// Argument validation shared by the CPU and CUDA implementations of every op. Errors name the
+// op, the argument and what was expected; dtype problems raise TypeError, the rest ValueError.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include "adaspa/params.h"
+
+namespace adaspa {
+
+struct AttnShape {
+  int64_t batch, heads, nq, nk, head_dim, mq, mk, block_size;
+  float scale;
+};
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline std::string shape_str(const at::Tensor& t) { return c10::str(t.sizes()); }
+
+inline void check_block_size(const char* op, int64_t block_size) {
+  TORCH_CHECK_VALUE(block_size == 64 || block_size == 128, "adaspa.", op,
+                    ": block_size must be one of {64, 128}, got ", block_size);
+}
+
+inline void check_same_device(const char* op, const char* name, const at::Tensor& t, const at::Tensor& ref) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), "adaspa.", op, ": '", name, "' must be on ", ref.device(),
+                    " like 'q' / 'scores', got ", t.device());
+}
+
+// q [B,H,Nq,D]; k, v [B,H,Nk,D] (v optional: block_scores has none).
+inline AttnShape check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
+                           int64_t block_size, std::optional<double> scale) {
+  check_block_size(op, block_size);
+  auto one = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK_VALUE(t.dim() == 4, "adaspa.", op, ": '", name, "' must be 4-D [B, H, N, D], got shape ",
+                      shape_str(t));
+    const bool cpu = t.device().is_cpu();
+    TORCH_CHECK_TYPE(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16 ||
+                         (cpu && t.scalar_type() == at::kFloat),
+                     "adaspa.", op, ": '", name, "' must be float16 or bfloat16", cpu ? " (or float32 on CPU)" : "",
+                     ", got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.size(3) <= 1 || t.stride(3) == 1, "adaspa.", op, ": '", name,
+                      "' must have a contiguous last dim (stride 1), got strides ", c10::str(t.strides()));
+  };
+  one("q", q);
+  one("k", k);
+  TORCH_CHECK_TYPE(k.scalar_type() == q.scalar_type(), "adaspa.", op, ": 'k' must have the dtype of 'q' (",
+                   q.scalar_type(), "), got ", k.scalar_type());
+  check_same_device(op, "k", k, q);
+  TORCH_CHECK_VALUE(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), "adaspa.", op,
+                    ": 'k' must be [B, H, Nk, D] with B, H, D of 'q' ", shape_str(q), ", got ", shape_str(k));
+  if (v) {
+    one("v", *v);
+    TORCH_CHECK_TYPE(v->scalar_type() == q.scalar_type(), "adaspa.", op, ": 'v' must have the dtype of 'q' (",
+                     q.scalar_type(), "), got ", v->scalar_type());
+    check_same_device(op, "v", *v, q);
+    TORCH_CHECK_VALUE(v->sizes() == k.sizes(), "adaspa.", op, ": 'v' must have the shape of 'k' ", shape_str(k),
+                      ", got ", shape_str(*v));
+  }
+  const int64_t d = q.size(3);
+  TORCH_CHECK_VALUE(d == 64 || d == 128, "adaspa.", op, ": head dim (last dim of 'q') must be one of {64, 128}, got ",
+                    d);
+  TORCH_CHECK_VALUE(q.size(2) < (int64_t{1} << 31) && k.size(2) < (int64_t{1} << 31), "adaspa.", op,
+                    ": sequence lengths must be < 2^31");
+  AttnShape s{q.size(0), q.size(1), q.size(2), k.size(2), d, ceil_div(q.size(2), block_size),
+              ceil_div(k.size(2), block_size), block_size, 0.f};
+  const double sc = scale.has_value() ? *scale : 1.0 / std::sqrt(static_cast<double>(d));
+  TORCH_CHECK_VALUE(std::isfinite(sc) && sc > 0, "adaspa.", op, ": 'scale' must be positive and finite, got ", sc);
+  s.scale = static_cast<float>(sc);
+  return s;
+}
+
+inline void check_idx(const char* op, const at::Tensor& idx, const at::Tensor& q, const AttnShape& s) {
+  TORCH_CHECK_TYPE(idx.scalar_type() == at::kInt, "adaspa.", op, ": 'idx' must be int32, got ", idx.scalar_type());
+  check_same_device(op, "idx", idx, q);
+  TORCH_CHECK_VALUE(idx.dim() == 4 && idx.size(0) == s.batch && idx.size(1) == s.heads && idx.size(2) == s.mq,
+                    "adaspa.", op, ": 'idx' must be [B, H, Mq, Kmax] = [", s.batch, ", ", s.heads, ", ", s.mq,
+                    ", Kmax] (Mq = ceil(Nq / block_size) = ceil(", s.nq, " / ", s.block_size, ")), got ",
+                    shape_str(idx));
+}
+
+inline void check_lse(const char* op, const at::Tensor& lse, const at::Tensor& q, const AttnShape& s) {
+  TORCH_CHECK_TYPE(lse.scalar_type() == at::kFloat, "adaspa.", op, ": 'lse' must be float32, got ",
+                   lse.scalar_type());
+  check_same_device(op, "lse", lse, q);
+  TORCH_CHECK_VALUE(lse.dim() == 3 && lse.size(0) == s.batch && lse.size(1) == s.heads && lse.size(2) == s.nq,
+                    "adaspa.", op, ": 'lse' must be [B, H, Nq] = [", s.batch, ", ", s.heads, ", ", s.nq, "], got ",
+                    shape_str(lse));
+}
+
+struct SelectShape {
+  int64_t batch, heads, mq, mk;
+};
+
+// scores [B,H,Mq,Mk] float32; keep int32/int64 [H] (CPU or scores' device); forced_kv bool [Mk].
+// keep values are range-checked here when they live on the CPU (no device sync); on the GPU the
+// kernel clamps them and the Python wrapper's check mode validates them.
+inline SelectShape check_select(const at::Tensor& scores, const at::Tensor& keep, const std::optional<at::Tensor>& forced) {
+  const char* op = "select_blocks";
+  TORCH_CHECK_TYPE(scores.scalar_type() == at::kFloat, "adaspa.", op, ": 'scores' must be float32, got ",
+                   scores.scalar_type());
+  TORCH_CHECK_VALUE(scores.dim() == 4, "adaspa.", op, ": 'scores' must be 4-D [B, H, Mq, Mk], got shape ",
+                    shape_str(scores));
+  SelectShape s{scores.size(0), scores.size(1), scores.size(2), scores.size(3)};
+  TORCH_CHECK_TYPE(keep.scalar_type() == at::kInt || keep.scalar_type() == at::kLong, "adaspa.", op,
+                   ": 'keep' must be int32 (or int64), got ", keep.scalar_type());
+  TORCH_CHECK_VALUE(keep.dim() == 1 && keep.size(0) == s.heads, "adaspa.", op, ": 'keep' must be [H] = [", s.heads,
+                    "], got ", shape_str(keep));
+  TORCH_CHECK_VALUE(keep.device().is_cpu() || keep.device() == scores.device(), "adaspa.", op,
+                    ": 'keep' must be on the CPU or on ", scores.device(), ", got ", keep.device());
+  if (keep.device().is_cpu() && keep.numel() > 0) {
+    const auto lo = keep.min().item<int64_t>(), hi = keep.max().item<int64_t>();
+    TORCH_CHECK_VALUE(lo >= 0 && hi <= s.mk, "adaspa.", op, ": 'keep' values must lie in [0, Mk = ", s.mk,
+                      "], got min ", lo, " max ", hi);
+  }
+  if (forced.has_value()) {
+    TORCH_CHECK_TYPE(forced->scalar_type() == at::kBool, "adaspa.", op, ": 'forced_kv' must be bool, got ",
+                     forced->scalar_type());
+    TORCH_CHECK_VALUE(forced->dim() == 1 && forced->size(0) == s.mk, "adaspa.", op, ": 'forced_kv' must be [Mk] = [",
+                      s.mk, "], got ", shape_str(*forced));
+    TORCH_CHECK_VALUE(forced->device().is_cpu() || forced->device() == scores.device(), "adaspa.", op,
+                      ": 'forced_kv' must be on the CPU or on ", scores.device(), ", got ", forced->device());
+  }
+  return s;
+}
+
+// Fill the stride fields of AttnParams from [B,H,N,D] tensors.
+inline void set_strides(AttnParams& p, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
+                        const at::Tensor* out) {
+  p.q_batch_stride = q.stride(0), p.q_head_stride = q.stride(1), p.q_row_stride = q.stride(2);
+  p.k_batch_stride = k.stride(0), p.k_head_stride = k.stride(1), p.k_row_stride = k.stride(2);
+  if (v) p.v_batch_stride = v->stride(0), p.v_head_stride = v->stride(1), p.v_row_stride = v->stride(2);
+  if (out) p.o_batch_stride = out->stride(0), p.o_head_stride = out->stride(1), p.o_row_stride = out->stride(2);
+}
+
+inline AttnParams base_params(const AttnShape& s) {
+  AttnParams p{};
+  p.batch = static_cast<int>(s.batch), p.heads = static_cast<int>(s.heads);
+  p.nq = static_cast<int>(s.nq), p.nk = static_cast<int>(s.nk);
+  p.mq = static_cast<int>(s.mq), p.mk = static_cast<int>(s.mk);
+  p.scale = s.scale;
+  return p;
+}
+
+}  // namespace adaspa

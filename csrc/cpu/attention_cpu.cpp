@@ -1,0 +1,87 @@
+// CPU kernels of sparse_attn, attn_search and block_scores: exact semantics, float32 math.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <vector>
+
+#include "adaspa/cpu/attention_cpu.h"
+#include "checks.h"
+
+namespace adaspa {
+namespace {
+
+// Runs every (b, h, query block) item of `mode`. Inputs are upcast to float32 (no copy when
+// they already are); out is written through a float32 buffer laid out like q.
+void run_cpu(Mode mode, const AttnShape& s, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
+             at::Tensor* out, at::Tensor* lse, at::Tensor* scores, const at::Tensor* idx) {
+  const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat);
+  const at::Tensor vf = v ? v->to(at::kFloat) : at::Tensor();
+  at::Tensor of;
+  if (out) of = out->scalar_type() == at::kFloat ? *out : at::empty_like(*out, out->options().dtype(at::kFloat));
+  const at::Tensor idxc = idx ? idx->contiguous() : at::Tensor();
+  AttnParams p = base_params(s);
+  set_strides(p, qf, kf, v ? &vf : nullptr, out ? &of : nullptr);
+  p.q = qf.data_ptr<float>(), p.k = kf.data_ptr<float>();
+  p.v = v ? vf.data_ptr<float>() : nullptr;
+  p.out = out ? of.data_ptr<float>() : nullptr;
+  p.lse = lse ? lse->data_ptr<float>() : nullptr;
+  p.scores = scores ? scores->data_ptr<float>() : nullptr;
+  p.idx = idx ? idxc.data_ptr<int32_t>() : nullptr;
+  p.kmax = idx ? static_cast<int>(idxc.size(3)) : 0;
+  const int bs = static_cast<int>(s.block_size), d = static_cast<int>(s.head_dim);
+  const int64_t items = s.batch * s.heads * s.mq;
+  at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int> blocks;
+    std::vector<float> logits, acc;
+    for (int64_t it = begin; it < end; ++it) {
+      const int qb = static_cast<int>(it % s.mq);
+      const int h = static_cast<int>((it / s.mq) % s.heads);
+      const int b = static_cast<int>(it / (s.mq * s.heads));
+      cpu::run_query_block(p, mode, bs, d, b, h, qb, blocks, logits, acc);
+    }
+  });
+  if (out && out->scalar_type() != at::kFloat) out->copy_(of);
+}
+
+std::tuple<at::Tensor, at::Tensor> sparse_attn_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                   const at::Tensor& idx, int64_t block_size,
+                                                   std::optional<double> scale) {
+  const AttnShape s = check_qkv("sparse_attn", q, k, &v, block_size, scale);
+  check_idx("sparse_attn", idx, q, s);
+  at::Tensor out = at::empty_like(q);
+  at::Tensor lse = at::empty({s.batch, s.heads, s.nq}, q.options().dtype(at::kFloat));
+  run_cpu(Mode::kSparse, s, q, k, &v, &out, &lse, nullptr, &idx);
+  return {out, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attn_search_cpu(const at::Tensor& q, const at::Tensor& k,
+                                                               const at::Tensor& v, int64_t block_size,
+                                                               std::optional<double> scale) {
+  const AttnShape s = check_qkv("attn_search", q, k, &v, block_size, scale);
+  at::Tensor out = at::empty_like(q);
+  at::Tensor lse = at::empty({s.batch, s.heads, s.nq}, q.options().dtype(at::kFloat));
+  at::Tensor scores = at::empty({s.batch, s.heads, s.mq, s.mk}, q.options().dtype(at::kFloat));
+  run_cpu(Mode::kSearch, s, q, k, &v, &out, &lse, &scores, nullptr);
+  return {out, lse, scores};
+}
+
+at::Tensor block_scores_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, int64_t block_size,
+                            std::optional<double> scale) {
+  const AttnShape s = check_qkv("block_scores", q, k, nullptr, block_size, scale);
+  check_lse("block_scores", lse, q, s);
+  at::Tensor lse_c = lse.contiguous();
+  at::Tensor scores = at::empty({s.batch, s.heads, s.mq, s.mk}, q.options().dtype(at::kFloat));
+  run_cpu(Mode::kScore, s, q, k, nullptr, nullptr, &lse_c, &scores, nullptr);
+  return scores;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(adaspa, CPU, m) {
+  m.impl("sparse_attn", &sparse_attn_cpu);
+  m.impl("attn_search", &attn_search_cpu);
+  m.impl("block_scores", &block_scores_cpu);
+}
+
+}  // namespace adaspa

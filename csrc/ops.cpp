@@ -1,0 +1,19 @@
+// The op schemas, defined once. Backends register kernels with TORCH_LIBRARY_IMPL
+// (csrc/cpu/*.cpp, csrc/cuda/*.cu); fake kernels are registered from Python (adaspa_ext/ops.py).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import adaspa_ext._C` only has to load this library so the registrations below run.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "adaspa custom ops", -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(adaspa, m) {
+  m.def("sparse_attn(Tensor q, Tensor k, Tensor v, Tensor idx, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse)");
+  m.def("attn_search(Tensor q, Tensor k, Tensor v, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse, Tensor scores)");
+  m.def("block_scores(Tensor q, Tensor k, Tensor lse, int block_size=64, float? scale=None) -> Tensor");
+  m.def("select_blocks(Tensor scores, Tensor keep, Tensor? forced_kv=None) -> (Tensor idx, Tensor kept_mass)");
+}

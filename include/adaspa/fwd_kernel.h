@@ -1,0 +1,292 @@
+// The attention kernel: one CTA per (query block, head, batch). Three modes share one flash
+// mainloop (FlashAttention-2 structure: Q in smem, K / V tiles by cp.async overlapped with the
+// two GEMMs, online softmax in registers) and one score pass:
+//   kSparse  flash pass over the key blocks of the idx row             -> out, lse
+//   kSearch  flash pass over all key blocks, then the score pass using
+//            the final lse just computed (no L x L buffer)             -> out, lse, scores
+//   kScore   the score pass alone with a given lse (no P @ V)          -> scores
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include <cmath>
+
+#include "adaspa/block_iterator.h"
+#include "adaspa/kernel_traits.h"
+#include "adaspa/params.h"
+#include "adaspa/utils.h"
+
+namespace adaspa {
+
+using namespace cute;
+
+template <typename Traits>
+struct AttnCta {
+  using Element = typename Traits::Element;
+  static constexpr int kBlockM = Traits::kBlockM;
+  static constexpr int kBlockN = Traits::kBlockN;
+  static constexpr int kHeadDim = Traits::kHeadDim;
+  static constexpr int kNWarps = Traits::kNWarps;
+  static constexpr int kT = Traits::kTilesPerBlock;
+  static constexpr float kLog2e = 1.4426950408889634f;
+};
+
+// Rows this thread owns in the (rows=(2, MMA_M)) accumulator view, relative to the query block.
+template <int kNWarps>
+__device__ __forceinline__ int acc_row(int mi_flat) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  return (mi_flat / 2) * (16 * kNWarps) + warp * 16 + lane / 4 + (mi_flat % 2) * 8;
+}
+
+// Columns >= valid_cols of an S tile -> -inf.
+template <typename TensorS>
+__device__ __forceinline__ void mask_cols(TensorS& s_rowcol, int valid_cols) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nj = 0; nj < size<1>(s_rowcol); ++nj) {
+    const int col = (nj / 2) * 8 + (lane % 4) * 2 + (nj % 2);
+    if (col >= valid_cols) {
+#pragma unroll
+      for (int mi = 0; mi < size<0>(s_rowcol); ++mi) s_rowcol(mi, nj) = -INFINITY;
+    }
+  }
+}
+
+template <typename Traits, Mode kMode>
+__global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __grid_constant__ AttnParams p) {
+  using C = AttnCta<Traits>;
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kHeadDim = C::kHeadDim, kNWarps = C::kNWarps;
+  constexpr int kT = C::kT;
+  constexpr bool kFlash = kMode != Mode::kScore;
+  constexpr bool kScores = kMode != Mode::kSparse;
+
+  extern __shared__ __align__(128) char smem[];
+  __shared__ float warp_partial[2][kNWarps];
+
+  const int tidx = threadIdx.x, lane = tidx % 32, warp = tidx / 32;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
+  const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
+  const int rows_valid = p.nq - m_block * kBlockM;
+
+  auto gmem = [](const void* ptr, int64_t off) { return make_gmem_ptr(static_cast<Element*>(const_cast<void*>(ptr)) + off); };
+  Tensor mQ = make_tensor(gmem(p.q, b * p.q_batch_stride + h * p.q_head_stride),
+                          make_shape(p.nq, Int<kHeadDim>{}), make_stride(p.q_row_stride, _1{}));
+  Tensor gQ = local_tile(mQ, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, 0));
+  Tensor mK = make_tensor(gmem(p.k, b * p.k_batch_stride + h * p.k_head_stride),
+                          make_shape(p.nk, Int<kHeadDim>{}), make_stride(p.k_row_stride, _1{}));
+  Tensor gK = local_tile(mK, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, 0));  // (N, D, ntiles)
+
+  Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(smem)), typename Traits::SmemLayoutQ{});
+  Tensor sK = make_tensor(sQ.data() + size(sQ), typename Traits::SmemLayoutKV{});
+  Tensor sV = make_tensor(sK.data() + size(sK), typename Traits::SmemLayoutKV{});  // also K buffer 1
+
+  typename Traits::GmemTiledCopy gmem_tiled_copy;
+  auto gmem_thr_copy = gmem_tiled_copy.get_thread_slice(tidx);
+  Tensor tQgQ = gmem_thr_copy.partition_S(gQ);
+  Tensor tQsQ = gmem_thr_copy.partition_D(sQ);
+  Tensor tKgK = gmem_thr_copy.partition_S(gK);
+  Tensor tKsK = gmem_thr_copy.partition_D(sK);
+  Tensor tKsK1 = gmem_thr_copy.partition_D(sV);
+  Tensor tQcQ = gmem_thr_copy.partition_S(make_identity_tensor(make_shape(size<0>(sQ), size<1>(sQ))));
+  Tensor tKVcKV = gmem_thr_copy.partition_S(make_identity_tensor(make_shape(size<0>(sK), size<1>(sK))));
+
+  typename Traits::TiledMma tiled_mma;
+  auto thr_mma = tiled_mma.get_thread_slice(tidx);
+  Tensor tSrQ = thr_mma.partition_fragment_A(sQ);
+  Tensor tSrK = thr_mma.partition_fragment_B(sK);
+  auto smem_copy_q = make_tiled_copy_A(typename Traits::SmemCopyAtom{}, tiled_mma);
+  auto smem_thr_copy_q = smem_copy_q.get_thread_slice(tidx);
+  Tensor tSsQ = smem_thr_copy_q.partition_S(sQ);
+  auto smem_copy_k = make_tiled_copy_B(typename Traits::SmemCopyAtom{}, tiled_mma);
+  auto smem_thr_copy_k = smem_copy_k.get_thread_slice(tidx);
+  Tensor tSsK = smem_thr_copy_k.partition_S(sK);
+  Tensor tSsK1 = smem_thr_copy_k.partition_S(sV);
+
+  auto load_k = [&](int tile, auto& dst) {
+    if ((tile + 1) * kBlockN <= p.nk) {
+      copy_rows<true>(gmem_tiled_copy, tKgK(_, _, _, tile), dst, tKVcKV, kBlockN);
+    } else {
+      copy_rows<false>(gmem_tiled_copy, tKgK(_, _, _, tile), dst, tKVcKV, p.nk - tile * kBlockN);
+    }
+  };
+
+  // Q once, rows past Nq zero-filled.
+  copy_rows<false>(gmem_tiled_copy, tQgQ, tQsQ, tQcQ, rows_valid);
+
+  // Per-row log2-domain LSE this thread needs in the score pass: 2 * MMA_M rows.
+  constexpr int kRows = 2 * (kBlockM / (16 * kNWarps));
+  float lse_log2[kRows];
+  const float scale_log2 = p.scale * C::kLog2e;
+
+  if constexpr (kFlash) {
+    Tensor mV = make_tensor(gmem(p.v, b * p.v_batch_stride + h * p.v_head_stride),
+                            make_shape(p.nk, Int<kHeadDim>{}), make_stride(p.v_row_stride, _1{}));
+    Tensor gV = local_tile(mV, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, 0));
+    Tensor tVgV = gmem_thr_copy.partition_S(gV);
+    Tensor tVsV = gmem_thr_copy.partition_D(sV);
+    Tensor sVt = make_tensor(sV.data(), typename Traits::SmemLayoutVt{});
+    Tensor sVtNoSwizzle = make_tensor(sV.data().get(), typename Traits::SmemLayoutVtNoSwizzle{});
+    Tensor tOrVt = thr_mma.partition_fragment_B(sVtNoSwizzle);
+    auto smem_copy_v = make_tiled_copy_B(typename Traits::SmemCopyAtomTransposed{}, tiled_mma);
+    auto smem_thr_copy_v = smem_copy_v.get_thread_slice(tidx);
+    Tensor tOsVt = smem_thr_copy_v.partition_S(sVt);
+
+    Tensor acc_o = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    clear(acc_o);
+    Tensor o_rc = make_tensor(acc_o.data(), acc_rowcol(acc_o.layout()));
+    static_assert(decltype(size<0>(o_rc))::value == kRows);
+    float row_max[kRows], row_sum[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) row_max[i] = -INFINITY, row_sum[i] = 0.f;
+
+    const int32_t* idx_row = kMode == Mode::kSparse ? p.idx + (bh * p.mq + m_block) * p.kmax : nullptr;
+    TileIterator<kT, kMode == Mode::kSparse> it(idx_row, p.kmax, p.mk, ntiles);
+    if (it.tile >= 0) load_k(it.tile, tKsK);
+    cute::cp_async_fence();
+
+    while (it.tile >= 0) {
+      const int tile = it.tile;
+      const int valid_cols = p.nk - tile * kBlockN;
+      Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+      clear(acc_s);
+      cp_async_wait<0>();
+      __syncthreads();  // K(tile) landed; every warp is done reading V(previous tile)
+      if (valid_cols >= kBlockN) {
+        copy_rows<true>(gmem_tiled_copy, tVgV(_, _, _, tile), tVsV, tKVcKV, kBlockN);
+      } else {  // zero-fill so 0 * garbage can never become NaN in P @ V
+        copy_rows<false>(gmem_tiled_copy, tVgV(_, _, _, tile), tVsV, tKVcKV, valid_cols);
+      }
+      cute::cp_async_fence();
+
+      gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
+      Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
+      if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);
+
+      cp_async_wait<0>();
+      __syncthreads();  // V(tile) landed; every warp is done reading K(tile)
+      const int next = it.peek();
+      if (next >= 0) {
+        load_k(next, tKsK);
+        cute::cp_async_fence();
+      }
+
+      // Online softmax. Every visited tile has at least one valid column per row, so the
+      // running max is finite after the first tile and exp2(-inf - max) = 0 for the rest.
+#pragma unroll
+      for (int mi = 0; mi < kRows; ++mi) {
+        float mx = row_max[mi];
+#pragma unroll
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) mx = fmaxf(mx, s_rc(mi, nj));
+        mx = quad_max(mx);
+        const float correction = exp2f((row_max[mi] - mx) * scale_log2);
+        row_max[mi] = mx;
+        row_sum[mi] *= correction;
+#pragma unroll
+        for (int nj = 0; nj < size<1>(o_rc); ++nj) o_rc(mi, nj) *= correction;
+        const float mx_scaled = mx * scale_log2;
+        float sum = 0.f;
+#pragma unroll
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) {
+          const float e = exp2f(s_rc(mi, nj) * scale_log2 - mx_scaled);
+          s_rc(mi, nj) = e;
+          sum += e;
+        }
+        row_sum[mi] += sum;
+      }
+      Tensor rP = convert_type<Element>(acc_s);
+      Tensor tOrP = make_tensor(rP.data(), acc_as_a_operand(rP.layout()));
+      gemm_rs(acc_o, tOrP, tOrVt, tOsVt, tiled_mma, smem_copy_v, smem_thr_copy_v);
+      if (next < 0) break;
+      it.advance();
+    }
+    cp_async_wait<0>();  // an empty idx row leaves the Q copy in flight
+
+    // Epilogue: normalise, write out and lse straight from registers (rows past Nq skipped).
+    Element* out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride;
+    float* lse_out = p.lse + bh * p.nq + static_cast<int64_t>(m_block) * kBlockM;
+#pragma unroll
+    for (int mi = 0; mi < kRows; ++mi) {
+      const float sum = quad_sum(row_sum[mi]);
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const float lse = sum > 0.f ? row_max[mi] * p.scale + __logf(sum) : -INFINITY;
+      const int r = acc_row<kNWarps>(mi);
+      lse_log2[mi] = r < rows_valid ? lse * C::kLog2e : INFINITY;  // rows past Nq add nothing to scores
+      if (r < rows_valid) {
+        if (lane % 4 == 0) lse_out[r] = lse;
+        Element* orow = out + static_cast<int64_t>(m_block * kBlockM + r) * p.o_row_stride + (lane % 4) * 2;
+#pragma unroll
+        for (int n = 0; n < size<1>(o_rc) / 2; ++n) {
+          cutlass::Array<Element, 2> pair;
+          pair[0] = static_cast<Element>(o_rc(mi, 2 * n) * inv);
+          pair[1] = static_cast<Element>(o_rc(mi, 2 * n + 1) * inv);
+          *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + n * 8) = pair;
+        }
+      }
+    }
+    if constexpr (kScores) __syncthreads();  // smem K / V buffers are reused by the score pass
+  } else {
+    const float* lse_in = p.lse + bh * p.nq + static_cast<int64_t>(m_block) * kBlockM;
+#pragma unroll
+    for (int mi = 0; mi < kRows; ++mi) {
+      const int r = acc_row<kNWarps>(mi);
+      lse_log2[mi] = r < rows_valid ? lse_in[r] * C::kLog2e : INFINITY;
+    }
+  }
+
+  if constexpr (kScores) {
+    // Score pass: S = Q K^T again, tile by tile, reduced to one number per (query block, key
+    // block): sum of exp(scale * s - lse). K is double-buffered in the two key-tile buffers.
+    float* scores = p.scores + (bh * p.mq + m_block) * p.mk;
+    if (ntiles > 0) load_k(0, tKsK);
+    cute::cp_async_fence();
+    float partial = 0.f;
+    for (int tile = 0; tile < ntiles; ++tile) {
+      const int buf = tile & 1;
+      cp_async_wait<0>();
+      __syncthreads();  // K(tile) landed; the other buffer and the previous partials are free
+      if (tile + 1 < ntiles) {
+        if (buf) load_k(tile + 1, tKsK); else load_k(tile + 1, tKsK1);
+        cute::cp_async_fence();
+      }
+      if (tile % kT == 0 && tile > 0 && tidx == 0) {
+        const int blk = tile / kT - 1;
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][w];
+        scores[blk] = s;
+      }
+      Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+      clear(acc_s);
+      if (buf) {
+        gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK1, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
+      } else {
+        gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
+      }
+      Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
+      const int valid_cols = p.nk - tile * kBlockN;
+      if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);
+#pragma unroll
+      for (int mi = 0; mi < kRows; ++mi) {
+#pragma unroll
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) partial += exp2f(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
+      }
+      if ((tile + 1) % kT == 0 || tile + 1 == ntiles) {
+        partial = warp_sum(partial);
+        if (lane == 0) warp_partial[(tile / kT) & 1][warp] = partial;
+        partial = 0.f;
+      }
+    }
+    __syncthreads();
+    if (ntiles > 0 && tidx == 0) {
+      const int blk = (ntiles - 1) / kT;
+      float s = 0.f;
+#pragma unroll
+      for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][w];
+      scores[blk] = s;
+    }
+  }
+}
+
+}  // namespace adaspa

@@ -1,0 +1,67 @@
+// Tile shapes and CuTe layouts of the attention kernels (sm80 tensor-core MMA, ldmatrix,
+// cp.async; runs unchanged on sm86 / sm89 / sm90). Every choice is made here, once.
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/numeric_types.h>
+
+#include <type_traits>
+
+namespace adaspa {
+
+using namespace cute;
+
+template <int kHeadDim_, int kBlockSize_, typename Element_>
+struct AttnTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockSize = kBlockSize_;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
+  static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
+
+  // One CTA owns exactly one query block, so it walks exactly one idx row and reduces its
+  // block scores without atomics.
+  static constexpr int kBlockM = kBlockSize;
+  // Key tile of 64: the S tile (32 x 64 fp32 per warp) and the O accumulator (32 x D fp32 per
+  // warp) both stay in registers for D = 128. A 128-key block is two tiles.
+  static constexpr int kBlockN = 64;
+  static constexpr int kTilesPerBlock = kBlockSize / kBlockN;
+  // 32 query rows per warp (two m16 MMA rows): every K / V element a warp reads from shared
+  // memory feeds twice the MMAs of a 16-row warp, the balance FlashAttention-2 uses (128 x 64
+  // tiles, 4 warps). Block 64 -> 2 warps, block 128 -> 4 warps.
+  static constexpr int kNWarps = kBlockM / 32;
+  static constexpr int kNThreads = kNWarps * 32;
+
+  using MmaAtom = std::conditional_t<std::is_same_v<Element, cutlass::half_t>,
+                                     MMA_Atom<SM80_16x8x16_F32F16F16F32_TN>, MMA_Atom<SM80_16x8x16_F32BF16BF16F32_TN>>;
+  using TiledMma = TiledMMA<MmaAtom, Layout<Shape<Int<kNWarps>, _1, _1>>, Tile<Int<16 * kNWarps>, _16, _16>>;
+
+  // 64-element (128-byte) rows swizzled so ldmatrix and the cp.async writes are bank-conflict free.
+  static constexpr int kBlockKSmem = 64;
+  using SmemLayoutAtom = decltype(composition(
+      Swizzle<3, 3, 3>{}, Layout<Shape<_8, Int<kBlockKSmem>>, Stride<Int<kBlockKSmem>, _1>>{}));
+  using SmemLayoutQ = decltype(tile_to_shape(SmemLayoutAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutKV = decltype(tile_to_shape(SmemLayoutAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+  // V read transposed (D x kBlockN) as the B operand of P @ V.
+  using SmemLayoutVt =
+      decltype(composition(SmemLayoutKV{}, make_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, GenRowMajor{})));
+  using SmemLayoutVtNoSwizzle = decltype(get_nonswizzle_portion(SmemLayoutVt{}));
+
+  using SmemCopyAtom = Copy_Atom<SM75_U32x4_LDSM_N, Element>;
+  using SmemCopyAtomTransposed = Copy_Atom<SM75_U16x8_LDSM_T, Element>;
+
+  // 16-byte cp.async per thread, 8 threads per 64-element row chunk.
+  static constexpr int kGmemElemsPerLoad = sizeof(cute::uint128_t) / sizeof(Element);
+  static constexpr int kGmemThreadsPerRow = kBlockKSmem / kGmemElemsPerLoad;
+  using GmemLayoutAtom = Layout<Shape<Int<kNThreads / kGmemThreadsPerRow>, Int<kGmemThreadsPerRow>>,
+                                Stride<Int<kGmemThreadsPerRow>, _1>>;
+  using GmemTiledCopy = decltype(make_tiled_copy(Copy_Atom<SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>, Element>{},
+                                                 GmemLayoutAtom{}, Layout<Shape<_1, _8>>{}));
+
+  static constexpr int kSmemQBytes = size(SmemLayoutQ{}) * sizeof(Element);
+  static constexpr int kSmemKVBytes = size(SmemLayoutKV{}) * sizeof(Element);
+  // Q, then two key-tile buffers: K and V in the flash pass, K double-buffered in the score pass.
+  static constexpr int kSmemBytes = kSmemQBytes + 2 * kSmemKVBytes;
+};
+
+}  // namespace adaspa

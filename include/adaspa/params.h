@@ -1,0 +1,51 @@
+// Plain parameter structs shared by the CUDA launchers and the CPU kernels. No torch headers:
+// csrc/ is the only place tensors become pointers.
+#pragma once
+
+#include <cstdint>
+
+namespace adaspa {
+
+// Which flavour of the one attention mainloop a launch runs (see fwd_kernel.h).
+enum class Mode : int {
+  kSparse = 0,  // sparse_attn: visit only the key blocks listed in idx; write out, lse
+  kSearch = 1,  // attn_search: dense forward (out, lse), then a second pass writing scores
+  kScore = 2,   // block_scores: the second pass alone, with a given (cached) lse
+};
+
+enum class DType : int { kFloat16 = 0, kBFloat16 = 1 };
+
+// Inputs are logically [B, H, N, D] with the last dim contiguous; every other stride is free
+// (a [B, N, H, D] tensor viewed with transpose(1, 2) is taken as is). Strides are in elements.
+struct AttnParams {
+  const void* q;  // [B, H, Nq, D], fp16/bf16
+  const void* k;  // [B, H, Nk, D]
+  const void* v;  // [B, H, Nk, D]
+  void* out;      // [B, H, Nq, D] (kSparse, kSearch), same dtype as q, its own strides below
+  float* lse;     // [B, H, Nq] contiguous, natural log: written (kSparse, kSearch), read (kScore)
+  float* scores;  // [B, H, Mq, Mk] contiguous fp32 block scores: written (kSearch, kScore)
+  const int32_t* idx;  // [B, H, Mq, kmax] contiguous key-block lists (kSparse only)
+
+  int64_t q_batch_stride, q_head_stride, q_row_stride;
+  int64_t k_batch_stride, k_head_stride, k_row_stride;
+  int64_t v_batch_stride, v_head_stride, v_row_stride;
+  int64_t o_batch_stride, o_head_stride, o_row_stride;
+
+  int batch, heads;
+  int nq, nk;    // tokens; the last query / key block may be partial
+  int mq, mk;    // query / key blocks: ceil(n / block_size)
+  int kmax;      // entries per idx row (kSparse)
+  float scale;   // softmax scale applied to q . k
+};
+
+// Top-k block selection over scores (select_blocks).
+struct SelectParams {
+  const float* scores;     // [B, H, Mq, Mk] contiguous
+  const int32_t* keep;     // [H]: non-forced blocks each row keeps (clamped to [0, Mk - forced])
+  const uint8_t* forced;   // [Mk] bool, or nullptr: blocks kept in every row (text sink)
+  int32_t* idx;            // [B, H, Mq, Mk] out: kept blocks ascending, then -1
+  float* kept_mass;        // [B, H, Mq] out: kept share of the row's total score
+  int batch, heads, mq, mk;
+};
+
+}  // namespace adaspa

@@ -1,0 +1,65 @@
+"""Custom-op hygiene: opcheck for every op, fake-kernel strides, torch.compile(fullgraph=True)."""
+import math
+
+import pytest
+import torch
+
+import adaspa_ext as A
+from conftest import DEVICES
+from util import make_qkv, random_idx
+
+
+def op_samples(device):
+    q, k, v = make_qkv(1, 2, 130, 200, 64, torch.bfloat16, device, layout="bnhd")
+    idx = random_idx(1, 2, 3, 4, 3, density=0.5, device=device)
+    lse = torch.randn(1, 2, 130, device=device) + 5
+    scores = torch.rand(1, 2, 3, 4, device=device)
+    keep = torch.tensor([1, 2], dtype=torch.int32, device=device)
+    forced = torch.tensor([0, 0, 0, 1], dtype=torch.bool, device=device)
+    return [
+        (torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, None)),
+        (torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, 0.2)),
+        (torch.ops.adaspa.attn_search.default, (q, k, v, 128, None)),
+        (torch.ops.adaspa.block_scores.default, (q, k, lse, 64, None)),
+        (torch.ops.adaspa.select_blocks.default, (scores, keep, forced)),
+        (torch.ops.adaspa.select_blocks.default, (scores, keep, None)),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for op, args in op_samples(device):
+        torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fake_kernels_reproduce_strides(device):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    for op, args in op_samples(device):
+        real = op(*args)
+        with FakeTensorMode() as mode:
+            fargs = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+            fake = op(*fargs)
+        real = real if isinstance(real, tuple) else (real,)
+        fake = fake if isinstance(fake, tuple) else (fake,)
+        for r, f in zip(real, fake):
+            assert (r.shape, r.stride(), r.dtype, r.device) == (f.shape, f.stride(), f.dtype, f.device), op
+
+
+def search_select_attend(q, k, v, keep):
+    out0, lse, scores = A.attn_search(q, k, v, 64)
+    idx, kept = A.select_blocks(scores, keep)
+    out, lse2 = A.sparse_attn(q, k, v, idx, 64)
+    return out0, out, lse2, kept
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_matches_eager(device):
+    torch._dynamo.reset()
+    q, k, v = make_qkv(1, 2, 200, 200, 64, torch.bfloat16, device, layout="bnhd")
+    keep = torch.tensor([1, 3], dtype=torch.int32, device=device)
+    eager = search_select_attend(q, k, v, keep)
+    compiled = torch.compile(search_select_attend, fullgraph=True)(q, k, v, keep)
+    for e, c in zip(eager, compiled):
+        assert e.stride() == c.stride()
+        torch.testing.assert_close(e, c, rtol=0, atol=0)

@@ -1,0 +1,137 @@
+"""GPU-only checks: big odd shapes, FlexAttention on the same mask, CUDA graphs, 64-bit offsets."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import adaspa_ext as A
+from adaspa_ext import reference as R
+from util import assert_within_torch_error, check_lse, make_qkv, poison, random_idx, torch_same_precision_attention
+
+pytestmark = pytest.mark.gpu
+
+
+def rows_subset_reference(q, k, v, idx, bs, rows):
+    """float64 sparse reference for the query rows `rows` only (big N)."""
+    nk = k.shape[2]
+    mk = math.ceil(nk / bs)
+    bmask = R.block_mask_from_idx(idx, mk)[:, :, torch.div(rows, bs, rounding_mode="floor")]  # [B,H,R,Mk]
+    tmask = bmask.repeat_interleave(bs, dim=-1)[..., :nk]
+    qs = q[:, :, rows]
+    s = torch.einsum("bhqd,bhkd->bhqk", qs.double(), k.double()) * q.shape[-1] ** -0.5
+    s = s.masked_fill(~tmask, -math.inf)
+    lse = torch.logsumexp(s, -1)
+    p = torch.softmax(s, -1).nan_to_num(0.0)
+    return torch.einsum("bhqk,bhkd->bhqd", p, v.double()), lse, tmask
+
+
+@pytest.mark.parametrize("d,bs", [(128, 64), (64, 128)])
+def test_long_odd_sequence(d, bs):
+    n = 32768 + 17
+    q, k, v = make_qkv(1, 2, n, n, d, torch.bfloat16, "cuda", layout="bnhd")
+    mq = mk = math.ceil(n / bs)
+    idx = random_idx(1, 2, mq, mk, mk, density=0.1, device="cuda")
+    poison(((1, 2, n, d), torch.bfloat16), ((1, 2, n), torch.float32), device="cuda")
+    out, lse = A.sparse_attn(q, k, v, idx, bs)
+    rows = torch.cat([torch.arange(0, 8), torch.arange(n // 2, n // 2 + 8), torch.arange(n - 17, n)]).cuda()
+    ref_out, ref_lse, tmask = rows_subset_reference(q, k, v, idx, bs, rows)
+    yard = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=tmask)
+    assert_within_torch_error(out[:, :, rows], ref_out, yard, 2e-3, "long sparse")
+    check_lse(lse[:, :, rows], ref_lse, "long sparse lse")
+    # fused search on the same input: dense out / lse and the row sums of the scores
+    out_d, lse_d, scores = A.attn_search(q, k, v, bs)
+    full = torch.arange(mk, device="cuda", dtype=torch.int32).expand(1, 2, mq, mk)
+    ref_out_d, ref_lse_d, _ = rows_subset_reference(q, k, v, full, bs, rows)
+    assert_within_torch_error(out_d[:, :, rows], ref_out_d, F.scaled_dot_product_attention(q[:, :, rows], k, v),
+                              2e-3, "long search")
+    check_lse(lse_d[:, :, rows], ref_lse_d, "long search lse")
+    want = torch.full((mq,), float(bs), device="cuda", dtype=torch.float64)
+    want[-1] = n - (mq - 1) * bs
+    torch.testing.assert_close(scores.double().sum(-1), want.expand(1, 2, mq), rtol=1e-3, atol=1e-2)
+
+
+def flex_reference(q, k, v, idx, bs):
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    b, h, mq, kmax = idx.shape
+    mk = math.ceil(k.shape[2] / bs)
+    counts = (idx >= 0).sum(-1).int()
+    full = torch.zeros(b, h, mq, mk, dtype=torch.int32, device=idx.device)
+    full[..., :kmax] = idx.clamp_min(0)
+    bm = BlockMask.from_kv_blocks(counts, full, BLOCK_SIZE=bs)
+    return torch.compile(flex_attention, dynamic=False)(q, k, v, block_mask=bm)
+
+
+@pytest.mark.parametrize("bs", [64, 128])
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.5, 1.0])
+def test_matches_flex_attention(bs, density):
+    n = 4096
+    q, k, v = make_qkv(1, 4, n, n, 128, torch.bfloat16, "cuda")
+    m = n // bs
+    idx = random_idx(1, 4, m, m, m, density=density, device="cuda")
+    out, _ = A.sparse_attn(q, k, v, idx, bs)
+    flex = flex_reference(q, k, v, idx, bs)
+    ref_out, _ = R.sparse_attn_ref(q, k, v, idx, bs)
+    assert_within_torch_error(out, ref_out, flex, 2e-3, f"vs flex density={density}")
+    if density == 1.0:
+        assert_within_torch_error(out, ref_out, F.scaled_dot_product_attention(q, k, v), 2e-3, "vs sdpa")
+
+
+def test_cuda_graph_capture_and_replay():
+    q, k, v = make_qkv(1, 2, 1000, 1000, 64, torch.float16, "cuda")
+    keep = torch.tensor([3, 5], dtype=torch.int32, device="cuda")
+    forced = torch.zeros(16, dtype=torch.bool, device="cuda")
+    forced[0] = True
+
+    def step():
+        out0, lse, scores = A.attn_search(q, k, v, 64)
+        idx, kept = A.select_blocks(scores, keep, forced)
+        out, lse2 = A.sparse_attn(q, k, v, idx, 64)
+        s2 = A.block_scores(q, k, lse, 64)
+        return out0, lse, scores, idx, kept, out, lse2, s2
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        static = step()
+    for t, new in zip((q, k, v), make_qkv(1, 2, 1000, 1000, 64, torch.float16, "cuda")):
+        t.copy_(new)
+    g.replay()
+    torch.cuda.synchronize()
+    eager = step()
+    for s, e in zip(static, eager):
+        torch.testing.assert_close(s, e, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_64bit_offsets():
+    # k and v hold 2^31 + 12800 elements each: row offsets past 2^31 must not wrap.
+    nk, nq, d, bs = (1 << 24) + 100, 128, 128, 64
+    q = torch.randn(1, 1, nq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
+    mk = math.ceil(nk / bs)
+    blocks = [0, mk - 3, mk - 2, mk - 1]
+    idx = torch.tensor(blocks, dtype=torch.int32, device="cuda").expand(1, 1, 2, 4).contiguous()
+    out, lse = A.sparse_attn(q, k, v, idx, bs)
+    cols = torch.cat([torch.arange(b * bs, min(nk, (b + 1) * bs)) for b in blocks]).cuda()
+    ref_out, ref_lse = R.dense_attn_ref(q, k[:, :, cols], v[:, :, cols])
+    yard = F.scaled_dot_product_attention(q, k[:, :, cols], v[:, :, cols])
+    assert_within_torch_error(out, ref_out, yard, 2e-3, "64-bit sparse")
+    check_lse(lse, ref_lse, "64-bit lse")
+    # The fused search walks every key: its lse and the last blocks' scores need 64-bit offsets too.
+    _, lse_d, scores = A.attn_search(q, k, v, bs)
+    chunks = [torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, i:i + (1 << 20)].double()) * d ** -0.5
+              for i in range(0, nk, 1 << 20)]
+    ref_lse_d = torch.logsumexp(torch.stack([torch.logsumexp(c, -1) for c in chunks], -1), -1)
+    check_lse(lse_d[0, 0], ref_lse_d, "64-bit search lse")
+    last = torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, (mk - 2) * bs:].double()) * d ** -0.5
+    p = torch.exp(last - lse_d[0, 0].double().unsqueeze(-1))
+    want = torch.stack([p[:64, :bs].sum(), p[:64, bs:].sum(), p[64:, :bs].sum(), p[64:, bs:].sum()])
+    got = torch.stack([scores[0, 0, 0, mk - 2], scores[0, 0, 0, mk - 1], scores[0, 0, 1, mk - 2], scores[0, 0, 1, mk - 1]])
+    torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=1e-6)

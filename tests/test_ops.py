@@ -1,0 +1,184 @@
+"""Correctness of the four ops against the float64 references, on the CPU and (marked gpu) CUDA."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import adaspa_ext as A
+from adaspa_ext import reference as R
+from conftest import DEVICES
+from util import (assert_topk_by_threshold, assert_within_torch_error, check_lse, floor_for, make_qkv, poison,
+                  random_idx, token_mask_from_idx, torch_same_precision_attention)
+
+
+def run_sparse_and_check(q, k, v, idx, bs, what, scale=None):
+    b, h, nq, d = q.shape
+    poison(((b, h, nq, d), q.dtype), ((b, h, nq), torch.float32), device=q.device)
+    out, lse = A.sparse_attn(q, k, v, idx, bs, scale)
+    assert out.shape == q.shape and out.dtype == q.dtype and out.stride() == torch.empty_like(q).stride()
+    assert lse.shape == (b, h, nq) and lse.dtype == torch.float32
+    ref_out, ref_lse = R.sparse_attn_ref(q, k, v, idx, bs, scale)
+    sc = d ** -0.5 if scale is None else scale
+    yard = torch_same_precision_attention(q, k, v, token_mask_from_idx(idx, nq, k.shape[2], bs), sc)
+    assert_within_torch_error(out, ref_out, yard, floor_for(q.dtype), what)
+    check_lse(lse, ref_lse, what)
+    return out, lse
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("bs", [64, 128])
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+def test_sparse_attn_matches_reference(device, dtype, d, bs, density):
+    nq, nk = 1000, 1023
+    q, k, v = make_qkv(2, 2, nq, nk, d, dtype, device)
+    mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+    kmax = max(1, round(density * mk))
+    idx = random_idx(2, 2, mq, mk, kmax + 2, density=density, device=device)
+    run_sparse_and_check(q, k, v, idx, bs, f"sparse_attn {dtype} d={d} bs={bs} density={density}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("nq,nk", [(1, 1), (63, 65), (65, 63), (113, 4097), (4097, 113), (1000, 1000)])
+def test_sparse_attn_odd_lengths(device, nq, nk):
+    q, k, v = make_qkv(1, 2, nq, nk, 128, torch.bfloat16, device, layout="bnhd")
+    bs = 64
+    mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+    idx = random_idx(1, 2, mq, mk, mk, density=0.5, device=device)
+    out, _ = run_sparse_and_check(q, k, v, idx, bs, f"sparse_attn nq={nq} nk={nk}")
+    # outputs follow q's memory layout: a [B, N, H, D] view comes back as one
+    assert out.transpose(1, 2).is_contiguous()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_on_cpu_only(device):
+    if device != "cpu":
+        q, k, v = make_qkv(1, 1, 64, 64, 64, torch.float32, device)
+        with pytest.raises(TypeError, match="'q' must be float16 or bfloat16"):
+            A.sparse_attn(q, k, v, torch.zeros(1, 1, 1, 1, dtype=torch.int32, device=device))
+        return
+    q, k, v = make_qkv(1, 2, 200, 130, 64, torch.float32, device)
+    idx = random_idx(1, 2, 4, 3, 3, density=0.6)
+    run_sparse_and_check(q, k, v, idx, 64, "sparse_attn float32")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bs", [64, 128])
+def test_density_one_equals_dense(device, bs):
+    nq = nk = 777
+    q, k, v = make_qkv(1, 3, nq, nk, 64, torch.float16, device)
+    mk = math.ceil(nk / bs)
+    idx = torch.arange(mk, dtype=torch.int32, device=device).expand(1, 3, math.ceil(nq / bs), mk).contiguous()
+    out, lse = A.sparse_attn(q, k, v, idx, bs)
+    dense = F.scaled_dot_product_attention(q, k, v)
+    ref_out, ref_lse = R.dense_attn_ref(q, k, v)
+    assert_within_torch_error(out, ref_out, dense, floor_for(q.dtype), "density 1 vs dense")
+    check_lse(lse, ref_lse, "density 1 lse")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_rows_give_zero_and_minus_inf(device):
+    q, k, v = make_qkv(1, 2, 130, 200, 64, torch.bfloat16, device)
+    idx = random_idx(1, 2, 3, 4, 4, density=0.5, device=device)
+    idx[0, 1, 1] = -1  # one query block visits nothing
+    out, lse = run_sparse_and_check(q, k, v, idx, 64, "empty row")
+    assert (out[0, 1, 64:128] == 0).all() and torch.isneginf(lse[0, 1, 64:128]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_index_entries_are_padding_and_check_mode_raises(device):
+    q, k, v = make_qkv(1, 1, 128, 300, 64, torch.bfloat16, device)
+    mk = 5
+    idx = torch.tensor([[[[0, 3, -5, 2, 3, 99, 4, -1],       # unsorted / duplicate / out of range
+                          [7, -1, 1, 2, -3, 5, 2**31 - 1, 0]]]], dtype=torch.int32, device=device)
+    run_sparse_and_check(q, k, v, idx, 64, "junk idx")
+    acc = R.accepted_entries(idx.cpu(), mk)
+    assert acc.tolist() == [[[[True, True, False, False, False, False, True, False],
+                              [False, False, True, True, False, False, False, False]]]]
+    with pytest.raises(ValueError, match="outside"):
+        A.sparse_attn(q, k, v, idx, 64, check=True)
+    with pytest.raises(ValueError, match="not strictly ascending"):
+        A.sparse_attn(q, k, v, torch.tensor([[[[1, 0], [2, 2]]]], dtype=torch.int32, device=device), 64, check=True)
+    with pytest.raises(ValueError, match="padding must come last"):
+        A.sparse_attn(q, k, v, torch.tensor([[[[-1, 0], [1, 2]]]], dtype=torch.int32, device=device), 64, check=True)
+    good = torch.tensor([[[[0, 4, -1], [1, 2, 3]]]], dtype=torch.int32, device=device)
+    A.sparse_attn(q, k, v, good, 64, check=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d,bs", [(64, 64), (128, 128), (128, 64), (64, 128)])
+def test_attn_search(device, dtype, d, bs):
+    nq, nk = 333, 1000
+    q, k, v = make_qkv(2, 2, nq, nk, d, dtype, device, layout="bnhd")
+    mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+    poison(((2, 2, nq, d), dtype), ((2, 2, nq), torch.float32), ((2, 2, mq, mk), torch.float32), device=device)
+    out, lse, scores = A.attn_search(q, k, v, bs)
+    ref_out, ref_lse, ref_scores = R.attn_search_ref(q, k, v, bs)
+    assert scores.shape == (2, 2, mq, mk) and scores.dtype == torch.float32
+    assert_within_torch_error(out, ref_out, F.scaled_dot_product_attention(q, k, v), floor_for(dtype), "search out")
+    check_lse(lse, ref_lse, "search lse")
+    rows = torch.tensor([min(bs, nq - i * bs) for i in range(mq)], dtype=torch.float64, device=device)
+    torch.testing.assert_close(scores.double().sum(-1), rows.expand(2, 2, mq), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(scores.double(), ref_scores, rtol=2e-3, atol=1e-4 * bs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("d,bs", [(64, 64), (128, 128)])
+def test_block_scores_with_stale_lse(device, d, bs):
+    nq, nk = 300, 777
+    q, k, _ = make_qkv(1, 3, nq, nk, d, torch.bfloat16, device)
+    _, lse = R.dense_attn_ref(q, k, k)
+    stale = (lse + 0.3 * torch.randn_like(lse)).float()
+    poison(((1, 3, math.ceil(nq / bs), math.ceil(nk / bs)), torch.float32), device=device)
+    got = A.block_scores(q, k, stale, bs)
+    ref = R.block_scores_ref(q, k, stale, bs)
+    torch.testing.assert_close(got.double(), ref, rtol=3e-3, atol=1e-4 * bs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mk", [1, 7, 40, 333])
+def test_select_blocks(device, mk):
+    b, h, mq = 2, 3, 5
+    scores = torch.rand(b, h, mq, mk, device=device)
+    scores[0, 0, 0] = 0.5  # a row of ties
+    scores[1, 2, :, : mk // 2] = scores[1, 2, :, :1]  # many ties
+    keep = torch.tensor([0, max(1, mk // 3), mk], dtype=torch.int32)
+    forced = torch.zeros(mk, dtype=torch.bool)
+    forced[-1] = True
+    for f in (None, forced):
+        poison(((b, h, mq, mk), torch.int32), ((b, h, mq), torch.float32), device=device)
+        idx, kept_mass = A.select_blocks(scores, keep.to(device), None if f is None else f.to(device))
+        assert idx.shape == (b, h, mq, mk) and idx.dtype == torch.int32
+        assert_topk_by_threshold(scores, keep, idx, f)
+        # kept_mass is the kept share of each row (recomputed from the returned idx: ties may differ)
+        sel = R.block_mask_from_idx(idx.cpu(), mk).double()
+        s = scores.cpu().double()
+        torch.testing.assert_close(kept_mass.cpu().double(), (s * sel).sum(-1) / s.sum(-1), rtol=1e-5, atol=1e-6)
+        ref_idx, ref_mass = R.select_blocks_ref(scores.cpu(), keep, f)
+        torch.testing.assert_close(kept_mass.cpu(), ref_mass, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_select_keep_clamped_and_range_checked(device):
+    scores = torch.rand(1, 2, 3, 6, device=device)
+    forced = torch.tensor([1, 1, 0, 0, 0, 0], dtype=torch.bool, device=device)
+    idx, _ = A.select_blocks(scores, torch.tensor([6, 6], dtype=torch.int32, device=device), forced)
+    assert (idx >= 0).all()  # keep clamps to the 4 non-forced blocks, plus 2 forced
+    with pytest.raises(ValueError, match="'keep' values must lie in"):
+        A.select_blocks(scores.cpu(), torch.tensor([7, 0], dtype=torch.int32))
+    with pytest.raises(ValueError, match="keep: values must lie in"):
+        A.select_blocks(scores, torch.tensor([-1, 0], dtype=torch.int32, device=device), check=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scale_argument(device):
+    q, k, v = make_qkv(1, 1, 100, 100, 64, torch.bfloat16, device)
+    idx = random_idx(1, 1, 2, 2, 2, density=1.0, device=device)
+    run_sparse_and_check(q, k, v, idx, 64, "scale=0.3", scale=0.3)
+    out, lse, s = A.attn_search(q, k, v, 64, 0.3)
+    ro, rl, rs = R.attn_search_ref(q, k, v, 64, 0.3)
+    check_lse(lse, rl, "search scale")
+    torch.testing.assert_close(s.double(), rs, rtol=2e-3, atol=1e-2)
