@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kSelectWarps * 32) select_kernel(const __grid_
   if (lane == 0) p.kept_mass[row] = total != 0.f ? kept / total : 0.f;
 }
 
-inline cudaError_t run_select(const SelectParams& params, cudaStream_t stream) {
+inline cudaError_t launch_select(const SelectParams& params, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(params.batch) * params.heads * params.mq;
   if (rows == 0) return cudaSuccess;
   const int64_t blocks = (rows + kSelectWarps - 1) / kSelectWarps;

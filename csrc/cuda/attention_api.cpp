@@ -1,4 +1,4 @@
-// CUDA bindings of sparse_attn, attn_search and block_scores: validate, turn tensors into an
+// CUDA bindings (host C++, no nvcc) of sparse_attn, attn_search and block_scores: validate, turn tensors into an
 // AttnParams, look the compiled kernel up in the generated registry, launch on the current stream.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -17,12 +17,15 @@ const char* dtype_name(DType d) { return d == DType::kFloat16 ? "float16" : "bfl
 
 AttentionLauncher find_kernel(const char* op, Mode mode, at::ScalarType st, int64_t head_dim, int64_t block_size) {
   const DType dt = st == at::kHalf ? DType::kFloat16 : DType::kBFloat16;
+  for (int i = 0; i < kNumAttentionKernels; ++i) {
+    const KernelEntry& e = kAttentionKernels[i];
+    if (e.mode == mode && e.dtype == dt && e.head_dim == head_dim && e.block_size == block_size) return e.launch;
+  }
   std::string have;
   for (int i = 0; i < kNumAttentionKernels; ++i) {
     const KernelEntry& e = kAttentionKernels[i];
-    if (e.mode != mode) continue;
-    if (e.dtype == dt && e.head_dim == head_dim && e.block_size == block_size) return e.launch;
-    have += c10::str(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
+    if (e.mode == mode)
+      have += c10::str(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
   }
   TORCH_CHECK_VALUE(false, "adaspa.", op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
                     dtype_name(dt), ", ", head_dim, ", ", block_size, "); this build has {", have,

@@ -3,7 +3,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "adaspa/select_kernel.h"
+#include "adaspa/attention_api.h"
 #include "checks.h"
 #include "cuda/cuda_common.h"
 
