@@ -78,7 +78,9 @@ def make_extension():
     gen_dir = ROOT / "build" / "generated"
     gen_dir.mkdir(parents=True, exist_ok=True)
     include_dirs = [str(ROOT / "include"), str(ROOT / "csrc"), str(gen_dir)]
-    cxx = ["-O3", "-std=c++20", "-Wall", "-Wno-unused-function"]
+    # No -std flag: torch's build adds the standard its own headers need (C++17 up to torch 2.13,
+    # C++20 from 2.14). Forcing C++20 against torch 2.11 crashed in libstdc++ stream code.
+    cxx = ["-O3", "-Wall", "-Wno-unused-function"]
     with_cuda = want_cuda()
     archs, kernels = [], []
     sources = list(src["cpu"])
@@ -96,7 +98,7 @@ def make_extension():
         cxx.append("-DADASPA_WITH_CUDA")
     write_build_config(with_cuda, archs, kernels)
     nvcc = [
-        "-O3", "-std=c++20", "-DADASPA_WITH_CUDA",
+        "-O3", "-DADASPA_WITH_CUDA",
         "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
         "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
         "--expt-relaxed-constexpr", "--use_fast_math", "-lineinfo",

@@ -58,14 +58,16 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
   using Element = typename Traits::Element;
   constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kHeadDim = C::kHeadDim, kNWarps = C::kNWarps;
   constexpr int kT = C::kT;
+  constexpr int kQ = Traits::kQBlocksPerCta;
+  static_assert(kMode != Mode::kSparse || kQ == 1, "a sparse CTA walks exactly one idx row");
   constexpr bool kFlash = kMode != Mode::kScore;
   constexpr bool kScores = kMode != Mode::kSparse;
 
   extern __shared__ __align__(128) char smem[];
-  __shared__ float warp_partial[2][kNWarps];
+  __shared__ float warp_partial[2][kQ][kNWarps];
 
   const int tidx = threadIdx.x, lane = tidx % 32, warp = tidx / 32;
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;  // m_block: kBlockM-row query tile
   const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
   const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
   const int rows_valid = p.nq - m_block * kBlockM;
@@ -141,8 +143,8 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
 #pragma unroll
     for (int i = 0; i < kRows; ++i) row_max[i] = -INFINITY, row_sum[i] = 0.f;
 
-    const int32_t* idx_row = kMode == Mode::kSparse ? p.idx + (bh * p.mq + m_block) * p.kmax : nullptr;
-    TileIterator<kT, kMode == Mode::kSparse> it(idx_row, p.kmax, p.mk, ntiles);
+    const int32_t* idx_row = kMode == Mode::kSparse ? p.idx + (bh * p.mq + m_block) * p.kmax : nullptr;  // kQ == 1
+    TileIterator<kBlockN, kT, kMode == Mode::kSparse> it(p, idx_row);
     if (it.tile >= 0) load_k(it.tile, tKsK);
     cute::cp_async_fence();
 
@@ -166,7 +168,7 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
 
       cp_async_wait<0>();
       __syncthreads();  // V(tile) landed; every warp is done reading K(tile)
-      const int next = it.peek();
+      const int next = it.peek(p);
       if (next >= 0) {
         load_k(next, tKsK);
         cute::cp_async_fence();
@@ -199,7 +201,7 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
       Tensor tOrP = make_tensor(rP.data(), acc_as_a_operand(rP.layout()));
       gemm_rs(acc_o, tOrP, tOrVt, tOsVt, tiled_mma, smem_copy_v, smem_thr_copy_v);
       if (next < 0) break;
-      it.advance();
+      it.advance(p, idx_row);
     }
     cp_async_wait<0>();  // an empty idx row leaves the Q copy in flight
 
@@ -238,10 +240,27 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
   if constexpr (kScores) {
     // Score pass: S = Q K^T again, tile by tile, reduced to one number per (query block, key
     // block): sum of exp(scale * s - lse). K is double-buffered in the two key-tile buffers.
-    float* scores = p.scores + (bh * p.mq + m_block) * p.mk;
+    // Row mi of this thread lies in query block (mi / 2) * 16 * kNWarps / kBlockSize of the tile.
+    float* scores = p.scores + (bh * p.mq + static_cast<int64_t>(m_block) * kQ) * p.mk;
+    const int q_blocks = min(kQ, p.mq - m_block * kQ);
+    auto finalize = [&](int blk) {  // one thread: sum the warps' partials of key block blk
+      for (int qb = 0; qb < q_blocks; ++qb) {
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][qb][w];
+        scores[static_cast<int64_t>(qb) * p.mk + blk] = s;
+      }
+    };
     if (ntiles > 0) load_k(0, tKsK);
     cute::cp_async_fence();
-    float partial = 0.f;
+    // No P @ V here, so the registers of the O accumulator are free: hold all of Q in them and
+    // read only K from shared memory per tile (half the smem traffic of the flash pass).
+    cp_async_wait<0>();
+    __syncthreads();
+    cute::copy(smem_copy_q, tSsQ, smem_thr_copy_q.retile_D(tSrQ));
+    float partial[kQ];
+#pragma unroll
+    for (int qb = 0; qb < kQ; ++qb) partial[qb] = 0.f;
     for (int tile = 0; tile < ntiles; ++tile) {
       const int buf = tile & 1;
       cp_async_wait<0>();
@@ -250,42 +269,35 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
         if (buf) load_k(tile + 1, tKsK); else load_k(tile + 1, tKsK1);
         cute::cp_async_fence();
       }
-      if (tile % kT == 0 && tile > 0 && tidx == 0) {
-        const int blk = tile / kT - 1;
-        float s = 0.f;
-#pragma unroll
-        for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][w];
-        scores[blk] = s;
-      }
+      if (tile % kT == 0 && tile > 0 && tidx == 0) finalize(tile / kT - 1);
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       clear(acc_s);
       if (buf) {
-        gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK1, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
+        gemm_rs(acc_s, tSrQ, tSrK, tSsK1, tiled_mma, smem_copy_k, smem_thr_copy_k);
       } else {
-        gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
+        gemm_rs(acc_s, tSrQ, tSrK, tSsK, tiled_mma, smem_copy_k, smem_thr_copy_k);
       }
       Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
       const int valid_cols = p.nk - tile * kBlockN;
       if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);
 #pragma unroll
       for (int mi = 0; mi < kRows; ++mi) {
+        constexpr int kRowsPerMmaM = 16 * kNWarps;
+        const int qb = (mi / 2) * kRowsPerMmaM / Traits::kBlockSize;
 #pragma unroll
-        for (int nj = 0; nj < size<1>(s_rc); ++nj) partial += exp2f(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) partial[qb] += exp2f(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
       }
       if ((tile + 1) % kT == 0 || tile + 1 == ntiles) {
-        partial = warp_sum(partial);
-        if (lane == 0) warp_partial[(tile / kT) & 1][warp] = partial;
-        partial = 0.f;
+#pragma unroll
+        for (int qb = 0; qb < kQ; ++qb) {
+          const float w = warp_sum(partial[qb]);
+          if (lane == 0) warp_partial[(tile / kT) & 1][qb][warp] = w;
+          partial[qb] = 0.f;
+        }
       }
     }
     __syncthreads();
-    if (ntiles > 0 && tidx == 0) {
-      const int blk = (ntiles - 1) / kT;
-      float s = 0.f;
-#pragma unroll
-      for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][w];
-      scores[blk] = s;
-    }
+    if (ntiles > 0 && tidx == 0) finalize((ntiles - 1) / kT);
   }
 }
 

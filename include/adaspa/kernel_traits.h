@@ -11,7 +11,7 @@ namespace adaspa {
 
 using namespace cute;
 
-template <int kHeadDim_, int kBlockSize_, typename Element_>
+template <int kHeadDim_, int kBlockSize_, int kBlockM_, typename Element_>
 struct AttnTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -19,16 +19,18 @@ struct AttnTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
-  // One CTA owns exactly one query block, so it walks exactly one idx row and reduces its
-  // block scores without atomics.
-  static constexpr int kBlockM = kBlockSize;
+  // Query rows per CTA: a whole number of query blocks, so a CTA reduces its block scores
+  // without atomics (see fwd_launch.h for the choice per mode).
+  static constexpr int kBlockM = kBlockM_;
+  static_assert(kBlockM % kBlockSize == 0 && (kBlockM == 64 || kBlockM == 128));
+  static constexpr int kQBlocksPerCta = kBlockM / kBlockSize;
   // Key tile of 64: the S tile (32 x 64 fp32 per warp) and the O accumulator (32 x D fp32 per
   // warp) both stay in registers for D = 128. A 128-key block is two tiles.
   static constexpr int kBlockN = 64;
   static constexpr int kTilesPerBlock = kBlockSize / kBlockN;
   // 32 query rows per warp (two m16 MMA rows): every K / V element a warp reads from shared
   // memory feeds twice the MMAs of a 16-row warp, the balance FlashAttention-2 uses (128 x 64
-  // tiles, 4 warps). Block 64 -> 2 warps, block 128 -> 4 warps.
+  // tiles, 4 warps). 64 rows -> 2 warps, 128 rows -> 4 warps.
   static constexpr int kNWarps = kBlockM / 32;
   static constexpr int kNThreads = kNWarps * 32;
 
