@@ -3,13 +3,13 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
 #include <cmath>
 #include <optional>
 #include <string>
 
 #include "adaspa/params.h"
+#include "error.h"
 
 namespace adaspa {
 
@@ -20,15 +20,15 @@ struct AttnShape {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-inline std::string shape_str(const at::Tensor& t) { return c10::str(t.sizes()); }
+inline std::string shape_str(const at::Tensor& t) { return detail::msg(t.sizes()); }
 
 inline void check_block_size(const char* op, int64_t block_size) {
-  TORCH_CHECK_VALUE(block_size == 64 || block_size == 128, "adaspa.", op,
+  ADASPA_CHECK_VALUE(block_size == 64 || block_size == 128, "adaspa.", op,
                     ": block_size must be one of {64, 128}, got ", block_size);
 }
 
 inline void check_same_device(const char* op, const char* name, const at::Tensor& t, const at::Tensor& ref) {
-  TORCH_CHECK_VALUE(t.device() == ref.device(), "adaspa.", op, ": '", name, "' must be on ", ref.device(),
+  ADASPA_CHECK_VALUE(t.device() == ref.device(), "adaspa.", op, ": '", name, "' must be on ", ref.device(),
                     " like 'q' / 'scores', got ", t.device());
 }
 
@@ -37,58 +37,58 @@ inline AttnShape check_qkv(const char* op, const at::Tensor& q, const at::Tensor
                            int64_t block_size, std::optional<double> scale) {
   check_block_size(op, block_size);
   auto one = [&](const char* name, const at::Tensor& t) {
-    TORCH_CHECK_VALUE(t.dim() == 4, "adaspa.", op, ": '", name, "' must be 4-D [B, H, N, D], got shape ",
+    ADASPA_CHECK_VALUE(t.dim() == 4, "adaspa.", op, ": '", name, "' must be 4-D [B, H, N, D], got shape ",
                       shape_str(t));
     const bool cpu = t.device().is_cpu();
-    TORCH_CHECK_TYPE(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16 ||
+    ADASPA_CHECK_TYPE(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16 ||
                          (cpu && t.scalar_type() == at::kFloat),
                      "adaspa.", op, ": '", name, "' must be float16 or bfloat16", cpu ? " (or float32 on CPU)" : "",
                      ", got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.size(3) <= 1 || t.stride(3) == 1, "adaspa.", op, ": '", name,
-                      "' must have a contiguous last dim (stride 1), got strides ", c10::str(t.strides()));
+    ADASPA_CHECK_VALUE(t.size(3) <= 1 || t.stride(3) == 1, "adaspa.", op, ": '", name,
+                      "' must have a contiguous last dim (stride 1), got strides ", detail::msg(t.strides()));
   };
   one("q", q);
   one("k", k);
-  TORCH_CHECK_TYPE(k.scalar_type() == q.scalar_type(), "adaspa.", op, ": 'k' must have the dtype of 'q' (",
+  ADASPA_CHECK_TYPE(k.scalar_type() == q.scalar_type(), "adaspa.", op, ": 'k' must have the dtype of 'q' (",
                    q.scalar_type(), "), got ", k.scalar_type());
   check_same_device(op, "k", k, q);
-  TORCH_CHECK_VALUE(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), "adaspa.", op,
+  ADASPA_CHECK_VALUE(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), "adaspa.", op,
                     ": 'k' must be [B, H, Nk, D] with B, H, D of 'q' ", shape_str(q), ", got ", shape_str(k));
   if (v) {
     one("v", *v);
-    TORCH_CHECK_TYPE(v->scalar_type() == q.scalar_type(), "adaspa.", op, ": 'v' must have the dtype of 'q' (",
+    ADASPA_CHECK_TYPE(v->scalar_type() == q.scalar_type(), "adaspa.", op, ": 'v' must have the dtype of 'q' (",
                      q.scalar_type(), "), got ", v->scalar_type());
     check_same_device(op, "v", *v, q);
-    TORCH_CHECK_VALUE(v->sizes() == k.sizes(), "adaspa.", op, ": 'v' must have the shape of 'k' ", shape_str(k),
+    ADASPA_CHECK_VALUE(v->sizes() == k.sizes(), "adaspa.", op, ": 'v' must have the shape of 'k' ", shape_str(k),
                       ", got ", shape_str(*v));
   }
   const int64_t d = q.size(3);
-  TORCH_CHECK_VALUE(d == 64 || d == 128, "adaspa.", op, ": head dim (last dim of 'q') must be one of {64, 128}, got ",
+  ADASPA_CHECK_VALUE(d == 64 || d == 128, "adaspa.", op, ": head dim (last dim of 'q') must be one of {64, 128}, got ",
                     d);
-  TORCH_CHECK_VALUE(q.size(2) < (int64_t{1} << 31) && k.size(2) < (int64_t{1} << 31), "adaspa.", op,
+  ADASPA_CHECK_VALUE(q.size(2) < (int64_t{1} << 31) && k.size(2) < (int64_t{1} << 31), "adaspa.", op,
                     ": sequence lengths must be < 2^31");
   AttnShape s{q.size(0), q.size(1), q.size(2), k.size(2), d, ceil_div(q.size(2), block_size),
               ceil_div(k.size(2), block_size), block_size, 0.f};
   const double sc = scale.has_value() ? *scale : 1.0 / std::sqrt(static_cast<double>(d));
-  TORCH_CHECK_VALUE(std::isfinite(sc) && sc > 0, "adaspa.", op, ": 'scale' must be positive and finite, got ", sc);
+  ADASPA_CHECK_VALUE(std::isfinite(sc) && sc > 0, "adaspa.", op, ": 'scale' must be positive and finite, got ", sc);
   s.scale = static_cast<float>(sc);
   return s;
 }
 
 inline void check_idx(const char* op, const at::Tensor& idx, const at::Tensor& q, const AttnShape& s) {
-  TORCH_CHECK_TYPE(idx.scalar_type() == at::kInt, "adaspa.", op, ": 'idx' must be int32, got ", idx.scalar_type());
+  ADASPA_CHECK_TYPE(idx.scalar_type() == at::kInt, "adaspa.", op, ": 'idx' must be int32, got ", idx.scalar_type());
   check_same_device(op, "idx", idx, q);
-  TORCH_CHECK_VALUE(idx.dim() == 4 && idx.size(0) == s.batch && idx.size(1) == s.heads && idx.size(2) == s.mq,
+  ADASPA_CHECK_VALUE(idx.dim() == 4 && idx.size(0) == s.batch && idx.size(1) == s.heads && idx.size(2) == s.mq,
                     "adaspa.", op, ": 'idx' must be [B, H, Mq, Kmax] = [", s.batch, ", ", s.heads, ", ", s.mq,
                     ", Kmax] (Mq = ceil(Nq / block_size) = ceil(", s.nq, " / ", s.block_size, ")), got ",
                     shape_str(idx));
 }
 
 inline void check_lse(const char* op, const at::Tensor& lse, const at::Tensor& q, const AttnShape& s) {
-  TORCH_CHECK_TYPE(lse.scalar_type() == at::kFloat, "adaspa.", op, ": 'lse' must be float32, got ",
+  ADASPA_CHECK_TYPE(lse.scalar_type() == at::kFloat, "adaspa.", op, ": 'lse' must be float32, got ",
                    lse.scalar_type());
   check_same_device(op, "lse", lse, q);
-  TORCH_CHECK_VALUE(lse.dim() == 3 && lse.size(0) == s.batch && lse.size(1) == s.heads && lse.size(2) == s.nq,
+  ADASPA_CHECK_VALUE(lse.dim() == 3 && lse.size(0) == s.batch && lse.size(1) == s.heads && lse.size(2) == s.nq,
                     "adaspa.", op, ": 'lse' must be [B, H, Nq] = [", s.batch, ", ", s.heads, ", ", s.nq, "], got ",
                     shape_str(lse));
 }
@@ -102,28 +102,28 @@ struct SelectShape {
 // kernel clamps them and the Python wrapper's check mode validates them.
 inline SelectShape check_select(const at::Tensor& scores, const at::Tensor& keep, const std::optional<at::Tensor>& forced) {
   const char* op = "select_blocks";
-  TORCH_CHECK_TYPE(scores.scalar_type() == at::kFloat, "adaspa.", op, ": 'scores' must be float32, got ",
+  ADASPA_CHECK_TYPE(scores.scalar_type() == at::kFloat, "adaspa.", op, ": 'scores' must be float32, got ",
                    scores.scalar_type());
-  TORCH_CHECK_VALUE(scores.dim() == 4, "adaspa.", op, ": 'scores' must be 4-D [B, H, Mq, Mk], got shape ",
+  ADASPA_CHECK_VALUE(scores.dim() == 4, "adaspa.", op, ": 'scores' must be 4-D [B, H, Mq, Mk], got shape ",
                     shape_str(scores));
   SelectShape s{scores.size(0), scores.size(1), scores.size(2), scores.size(3)};
-  TORCH_CHECK_TYPE(keep.scalar_type() == at::kInt || keep.scalar_type() == at::kLong, "adaspa.", op,
+  ADASPA_CHECK_TYPE(keep.scalar_type() == at::kInt || keep.scalar_type() == at::kLong, "adaspa.", op,
                    ": 'keep' must be int32 (or int64), got ", keep.scalar_type());
-  TORCH_CHECK_VALUE(keep.dim() == 1 && keep.size(0) == s.heads, "adaspa.", op, ": 'keep' must be [H] = [", s.heads,
+  ADASPA_CHECK_VALUE(keep.dim() == 1 && keep.size(0) == s.heads, "adaspa.", op, ": 'keep' must be [H] = [", s.heads,
                     "], got ", shape_str(keep));
-  TORCH_CHECK_VALUE(keep.device().is_cpu() || keep.device() == scores.device(), "adaspa.", op,
+  ADASPA_CHECK_VALUE(keep.device().is_cpu() || keep.device() == scores.device(), "adaspa.", op,
                     ": 'keep' must be on the CPU or on ", scores.device(), ", got ", keep.device());
   if (keep.device().is_cpu() && keep.numel() > 0) {
     const auto lo = keep.min().item<int64_t>(), hi = keep.max().item<int64_t>();
-    TORCH_CHECK_VALUE(lo >= 0 && hi <= s.mk, "adaspa.", op, ": 'keep' values must lie in [0, Mk = ", s.mk,
+    ADASPA_CHECK_VALUE(lo >= 0 && hi <= s.mk, "adaspa.", op, ": 'keep' values must lie in [0, Mk = ", s.mk,
                       "], got min ", lo, " max ", hi);
   }
   if (forced.has_value()) {
-    TORCH_CHECK_TYPE(forced->scalar_type() == at::kBool, "adaspa.", op, ": 'forced_kv' must be bool, got ",
+    ADASPA_CHECK_TYPE(forced->scalar_type() == at::kBool, "adaspa.", op, ": 'forced_kv' must be bool, got ",
                      forced->scalar_type());
-    TORCH_CHECK_VALUE(forced->dim() == 1 && forced->size(0) == s.mk, "adaspa.", op, ": 'forced_kv' must be [Mk] = [",
+    ADASPA_CHECK_VALUE(forced->dim() == 1 && forced->size(0) == s.mk, "adaspa.", op, ": 'forced_kv' must be [Mk] = [",
                       s.mk, "], got ", shape_str(*forced));
-    TORCH_CHECK_VALUE(forced->device().is_cpu() || forced->device() == scores.device(), "adaspa.", op,
+    ADASPA_CHECK_VALUE(forced->device().is_cpu() || forced->device() == scores.device(), "adaspa.", op,
                       ": 'forced_kv' must be on the CPU or on ", scores.device(), ", got ", forced->device());
   }
   return s;

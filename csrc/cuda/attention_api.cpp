@@ -25,16 +25,16 @@ AttentionLauncher find_kernel(const char* op, Mode mode, at::ScalarType st, int6
   for (int i = 0; i < kNumAttentionKernels; ++i) {
     const KernelEntry& e = kAttentionKernels[i];
     if (e.mode == mode)
-      have += c10::str(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
+      have += detail::msg(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
   }
-  TORCH_CHECK_VALUE(false, "adaspa.", op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
+  ADASPA_CHECK_VALUE(false, "adaspa.", op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
                     dtype_name(dt), ", ", head_dim, ", ", block_size, "); this build has {", have,
                     "}. Rebuild without narrowing ADASPA_DTYPES / ADASPA_HEAD_DIMS / ADASPA_BLOCK_SIZES.");
   return nullptr;
 }
 
 void check_grid(const char* op, const AttnShape& s) {
-  TORCH_CHECK_VALUE(s.heads <= 65535 && s.batch <= 65535, "adaspa.", op,
+  ADASPA_CHECK_VALUE(s.heads <= 65535 && s.batch <= 65535, "adaspa.", op,
                     ": at most 65535 heads and 65535 batch entries per call, got H=", s.heads, " B=", s.batch);
 }
 
@@ -52,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q, const a
   const AttnShape s = check_qkv(op, q, k, &v, block_size, scale);
   check_idx(op, idx, q, s);
   check_grid(op, s);
-  TORCH_CHECK_VALUE(idx.size(3) < (int64_t{1} << 31), "adaspa.", op, ": 'idx' rows must be shorter than 2^31");
+  ADASPA_CHECK_VALUE(idx.size(3) < (int64_t{1} << 31), "adaspa.", op, ": 'idx' rows must be shorter than 2^31");
   const c10::cuda::CUDAGuard guard(q.device());
   at::Tensor out = at::empty_like(q);
   at::Tensor lse = at::empty({s.batch, s.heads, s.nq}, q.options().dtype(at::kFloat));

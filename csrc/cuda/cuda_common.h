@@ -3,10 +3,10 @@
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
-#include <c10/util/Exception.h>
 #include <cuda_runtime_api.h>
 
 #include "build_info.h"
+#include "error.h"
 
 namespace adaspa {
 
@@ -16,11 +16,11 @@ inline void check_launch(cudaError_t err, const char* op) {
     cudaDeviceProp prop{};
     cudaGetDevice(&dev);
     cudaGetDeviceProperties(&prop, dev);
-    TORCH_CHECK(false, "adaspa.", op, ": this build has no kernel image for ", prop.name, " (sm_", prop.major,
+    ADASPA_CHECK(false, "adaspa.", op, ": this build has no kernel image for ", prop.name, " (sm_", prop.major,
                 prop.minor, "); it was compiled for TORCH_CUDA_ARCH_LIST=\"", ADASPA_CUDA_ARCHS,
                 "\". Rebuild with that list including ", prop.major, ".", prop.minor, ".");
   }
-  TORCH_CHECK(err == cudaSuccess, "adaspa.", op, ": CUDA error: ", cudaGetErrorString(err));
+  ADASPA_CHECK(err == cudaSuccess, "adaspa.", op, ": CUDA error: ", cudaGetErrorString(err));
 }
 
 // The kernels move 16-byte vectors: the base must be 16-byte aligned and every batch / head /

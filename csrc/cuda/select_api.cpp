@@ -13,7 +13,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> select_blocks_cuda(const at::Tensor& scores, const at::Tensor& keep,
                                                       const std::optional<at::Tensor>& forced_kv) {
   const SelectShape s = check_select(scores, keep, forced_kv);
-  TORCH_CHECK_VALUE(s.mk < (int64_t{1} << 31), "adaspa.select_blocks: 'scores' rows must be shorter than 2^31");
+  ADASPA_CHECK_VALUE(s.mk < (int64_t{1} << 31), "adaspa.select_blocks: 'scores' rows must be shorter than 2^31");
   const c10::cuda::CUDAGuard guard(scores.device());
   at::Tensor idx = at::empty({s.batch, s.heads, s.mq, s.mk}, scores.options().dtype(at::kInt));
   at::Tensor kept = at::empty({s.batch, s.heads, s.mq}, scores.options());
