@@ -1,0 +1,267 @@
+"""The AdaSpa runtime: head-adaptive search-and-reuse across denoising steps (ADASPA.md 4-6).
+
+Generic entry for any model: `adaspa_attention(q, k, v, state, session, text=...)` with q, k, v
+as [B, H, N, D] (views of [B, N, H, D] are fine). The session tracks the denoising step (and the
+CFG branch when cond / uncond are separate calls); each attention layer owns a `LayerState`
+holding its cached LSE and block pattern (packed bits, 1 bit per (row, key block)).
+
+Per layer and branch, with the config's warm-up t_w and search steps T_s:
+  steps < first search          dense attention (torch SDPA: cuDNN / FlashAttention)
+  first search step             fused search: dense output, LSE cached, pattern selected
+  later search steps            LSE-cached scores, pattern re-selected, sparse attention
+  other steps after the search  sparse attention with the cached pattern
+A layer with nothing cached at a sparse or search step (a layer first seen late, e.g. the second
+expert of Wan 2.2) runs the fused search there.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import ops
+from .config import AdaSpaConfig
+
+__all__ = ["TextSpec", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask", "unpack_block_mask",
+           "forced_key_blocks"]
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """Text tokens inside a self-attention sequence.
+
+    length: text tokens in the sequence, padding included (0: video only, e.g. Wan).
+    first: True for [text | video] (CogVideoX), False for [video | text] (HunyuanVideo).
+    valid: valid text tokens per batch element (the rest is padding, dropped from the keys), or
+        None when all are valid. Valid tokens come first within the text segment.
+    """
+    length: int = 0
+    first: bool = False
+    valid: tuple[int, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Packed block patterns: the cache keeps 1 bit per (query block, key block); at use it is unpacked
+# into the -1 padded idx of the ops (a few cheap elementwise passes).
+
+
+def pack_block_mask(idx: Tensor, mk: int) -> Tensor:
+    """idx [..., K] (ascending, -1 padded) -> uint8 [..., ceil(mk / 8)] bit mask."""
+    nbytes = (mk + 7) // 8
+    m = torch.zeros(*idx.shape[:-1], nbytes * 8 + 1, dtype=torch.bool, device=idx.device)
+    m.scatter_(-1, torch.where(idx >= 0, idx, nbytes * 8).long(), True)
+    bits = m[..., : nbytes * 8].unflatten(-1, (nbytes, 8)).to(torch.uint8)
+    return (bits << torch.arange(8, dtype=torch.uint8, device=idx.device)).sum(-1, dtype=torch.uint8)
+
+
+def unpack_block_mask(packed: Tensor, mk: int, width: int) -> Tensor:
+    """uint8 [..., ceil(mk / 8)] -> int32 idx [..., width]: set blocks ascending, then -1."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    bits = ((packed.unsqueeze(-1) >> shifts) & 1).flatten(-2)[..., :mk].bool()
+    pos = torch.cumsum(bits, dim=-1, dtype=torch.int32) - 1
+    out = torch.full((*bits.shape[:-1], width + 1), -1, dtype=torch.int32, device=packed.device)
+    src = torch.arange(mk, dtype=torch.int32, device=packed.device).expand(bits.shape)
+    out.scatter_(-1, torch.where(bits, pos, width).long(), src)
+    return out[..., :width]
+
+
+def forced_key_blocks(mk: int, lo: int, hi: int, block_size: int, device) -> Tensor:
+    """bool [mk]: key blocks holding any token of [lo, hi) (the text sink)."""
+    start = torch.arange(mk, device=device) * block_size
+    return (start < hi) & (start + block_size > lo)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerState:
+    """What one attention layer (per CFG branch) keeps between steps."""
+    lse: Tensor | None = None      # [B, H, Nq_video] float32 from the fused search
+    mask: Tensor | None = None     # packed pattern [B, H, Mq, ceil(Mk / 8)] uint8
+    width: int = 0                 # idx width that holds every row of the pattern
+    shape_key: tuple = ()          # (B, H, Nq_video, Nk, D) the cache was made for
+    keep: Tensor | None = None     # [H] int32 non-forced blocks kept per row (the tiers)
+    recall: Tensor | None = None   # [H] mean kept_mass at the last search
+    density: float = 0.0           # share of (row, key block) pairs kept at the last search
+    sub: dict = field(default_factory=dict)  # per batch element, when text padding differs
+
+    def clear(self):
+        self.lse = self.mask = self.keep = self.recall = None
+        self.width, self.shape_key, self.density = 0, (), 0.0
+        self.sub.clear()
+
+    def nbytes(self) -> int:
+        own = sum(t.numel() * t.element_size() for t in (self.lse, self.mask, self.keep, self.recall) if t is not None)
+        return own + sum(s.nbytes() for s in self.sub.values())
+
+
+class AdaSpaSession:
+    """Step / branch tracking and per-layer states for one pipeline (or model).
+
+    `begin_forward(timestep)` is called once per transformer forward: a new timestep value
+    advances the step, a repeated one is the next CFG branch of the same step, a timestep that
+    does not decrease starts a new generation (states are reset). Custom loops may instead call
+    `set_step(step, branch)` and `reset()`.
+    """
+
+    def __init__(self, config: AdaSpaConfig | None = None, record: bool = True):
+        self.config = config or AdaSpaConfig()
+        self.step = 0
+        self.branch = 0
+        self.phase = self.config.schedule_phase(0)
+        self.text_valid: tuple[int, ...] | None = None
+        self.record = record
+        self.log: list[tuple[int, int, object, str]] = []  # (step, branch, layer key, phase)
+        self._layers: dict[object, list[LayerState]] = {}
+        self._last_t: float | None = None
+
+    # step tracking ----------------------------------------------------------------------------
+    def set_step(self, step: int, branch: int = 0) -> None:
+        self.step, self.branch = int(step), int(branch)
+        self.phase = self.config.schedule_phase(self.step)
+
+    def begin_forward(self, timestep: float) -> None:
+        t = float(timestep)
+        if self._last_t is None or t > self._last_t:
+            if self._last_t is not None:
+                self.reset()
+            self.set_step(0)
+        elif t == self._last_t:
+            self.set_step(self.step, self.branch + 1)
+        else:
+            self.set_step(self.step + 1)
+        self._last_t = t
+
+    def reset(self) -> None:
+        """Forget every cached pattern and the step count (a new generation)."""
+        for states in self._layers.values():
+            for s in states:
+                s.clear()
+        self.log.clear()
+        self._last_t = None
+        self.set_step(0)
+
+    # states -----------------------------------------------------------------------------------
+    def layer_states(self, key) -> list[LayerState]:
+        """The per-branch states of layer `key` (a list the caller may keep)."""
+        return self._layers.setdefault(key, [])
+
+    def state(self, key, branch: int | None = None) -> LayerState:
+        states = self.layer_states(key)
+        b = self.branch if branch is None else branch
+        while len(states) <= b:
+            states.append(LayerState())
+        return states[b]
+
+    def cache_bytes(self) -> int:
+        return sum(s.nbytes() for states in self._layers.values() for s in states)
+
+    def layer_phase(self, state: LayerState) -> str:
+        """'dense', 'search_fused', 'search_cached' or 'sparse' for this layer now."""
+        if self.phase == "dense":
+            return "dense"
+        if self.phase == "search":
+            return "search_cached" if state.lse is not None else "search_fused"
+        return "sparse" if state.mask is not None else "search_fused"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _dense(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def _tier_keeps(cfg: AdaSpaConfig, mk_video: int) -> tuple[int, int, int]:
+    hi, base, lo = cfg.tier_sparsities()
+    return tuple(int(round((1 - s) * mk_video)) for s in (hi, base, lo))
+
+
+def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st: LayerState) -> Tensor:
+    """Head-adaptive tiers (ADASPA.md 4) and row-wise top-k; returns full-width idx."""
+    h = scores.shape[1]
+    k_hi, k0, k_lo = _tier_keeps(cfg, mk_video)
+    dev = scores.device
+    keep = torch.full((h,), k0, dtype=torch.int32, device=dev)
+    if cfg.head_adaptive:
+        _, kept0 = ops.select_blocks(scores, keep, forced)
+        recall0 = kept0.mean(dim=(0, 2))
+        n = torch.clamp((recall0 > cfg.recall_threshold).sum(), max=h // 2)
+        order = torch.argsort(recall0, descending=True, stable=True)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(h, device=dev))
+        keep = torch.where(rank < n, k_hi, torch.where(rank >= h - n, k_lo, k0)).to(torch.int32)
+    idx, kept = ops.select_blocks(scores, keep, forced)
+    st.keep, st.recall = keep, kept.mean(dim=(0, 2))
+    return idx
+
+
+def _video_attention(q_v, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int):
+    bs = cfg.block_size
+    nk = k.shape[2]
+    mk = math.ceil(nk / bs)
+    n_forced = (math.ceil(text_hi / bs) - text_lo // bs) if text_hi > text_lo else 0
+    mk_video = mk - n_forced
+    forced = forced_key_blocks(mk, text_lo, text_hi, bs, q_v.device) if n_forced else None
+    width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
+    if phase == "search_fused":
+        out, lse, scores = ops.attn_search(q_v, k, v, bs)
+        idx = _select(cfg, scores, forced, mk_video, st)
+        st.lse = lse
+    elif phase == "search_cached":
+        scores = ops.block_scores(q_v, k, st.lse, bs)
+        idx = _select(cfg, scores, forced, mk_video, st)
+        out, _ = ops.sparse_attn(q_v, k, v, idx[..., :width], bs)
+    else:
+        out, _ = ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)
+        return out
+    st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
+    if not torch.compiler.is_compiling():
+        st.density = float((idx >= 0).sum()) / max(1, idx.numel())
+    return out
+
+
+def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaSpaSession,
+                     text: TextSpec = TextSpec(), layer_key: object = None) -> Tensor:
+    """AdaSpa attention for one layer call. q, k, v: [B, H, N, D] (any strides, last dim
+    contiguous). Returns [B, H, N, D] laid out like q. Text query rows attend densely; video
+    rows follow the schedule with every key block that holds text forced into each row; padded
+    text keys are never attended."""
+    cfg = session.config
+    b, h, n, d = q.shape
+    nt = text.length
+    valid = text.valid if text.valid is not None else session.text_valid if nt else None
+    if valid is not None and b > 1 and len(set(valid)) > 1:
+        # Different text padding per batch element: different key sets, one state each.
+        outs = [adaspa_attention(q[i:i + 1], k[i:i + 1], v[i:i + 1], state.sub.setdefault(i, LayerState()), session,
+                                 TextSpec(nt, text.first, (valid[i],)), layer_key) for i in range(b)]
+        return torch.cat(outs, dim=0)
+    t_valid = nt if valid is None else int(valid[0])
+    nv = n - nt
+    if text.first:
+        k_use = k if t_valid == nt else torch.cat([k[:, :, :t_valid], k[:, :, nt:]], dim=2)
+        v_use = v if t_valid == nt else torch.cat([v[:, :, :t_valid], v[:, :, nt:]], dim=2)
+        text_lo, text_hi = 0, t_valid
+    else:
+        k_use, v_use = k[:, :, :nv + t_valid], v[:, :, :nv + t_valid]
+        text_lo, text_hi = nv, nv + t_valid
+    shape_key = (b, h, nv, k_use.shape[2], d)
+    if state.lse is not None and state.shape_key != shape_key:
+        state.clear()  # the cached pattern was made for other shapes (a new resolution)
+    phase = session.layer_phase(state)
+    if session.record and not torch.compiler.is_compiling():
+        session.log.append((session.step, session.branch, layer_key, phase))
+    if phase == "dense":
+        return _dense(q, k_use, v_use)
+    q_v = q[:, :, nt:] if text.first else q[:, :, :nv]
+    out_v = _video_attention(q_v, k_use, v_use, state, phase, cfg, text_lo, text_hi)
+    state.shape_key = shape_key
+    if nt == 0:
+        return out_v
+    out_t = _dense(q[:, :, :nt] if text.first else q[:, :, nv:], k_use, v_use)
+    parts = [out_t, out_v] if text.first else [out_v, out_t]
+    # Concatenate along N in q's memory order so a [B, N, H, D] caller gets its layout back.
+    return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
