@@ -38,7 +38,8 @@ PRESETS = {p.name: p for p in [
     # CogVideoX1.5 at 1360 x 768, 161 frames: 41 latent frames / temporal patch 2 -> 21, and
     # 96 x 170 latents / 2 x 2 patches -> 48 x 85: 85,680 video tokens (the top of ~45K-85K).
     Preset("cogvideox1.5-720p", 2, 48, 64, 21, 48, 85, 226, True, 42),
-    # Small CPU-sized workload for the demo and tests.
+    # CPU-sized workloads: the demo's default and the tests'.
+    Preset("demo-cpu", 1, 4, 64, 4, 16, 16, 32, False, 2),
     Preset("tiny", 1, 4, 64, 4, 8, 8, 16, False, 2),
 ]}
 

@@ -16,13 +16,12 @@ import sys
 import traceback
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import common  # noqa: E402
 
 import adaspa_ext as A  # noqa: E402
+from adaspa_ext import baselines  # noqa: E402
 from adaspa_ext.presets import KERNEL_BENCH_SHAPES  # noqa: E402
 
 
@@ -49,21 +48,8 @@ def effective_flops(idx, nq, nk, bs, d):
 
 
 def flex_runner(q, k, v, idx, bs):
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
-    b, h, mq, kmax = idx.shape
-    mk = math.ceil(k.shape[2] / bs)
-    counts = (idx >= 0).sum(-1).int()
-    full = torch.zeros(b, h, mq, mk, dtype=torch.int32, device=idx.device)
-    full[..., :kmax] = idx.clamp_min(0)
-    bm = BlockMask.from_kv_blocks(counts, full, BLOCK_SIZE=bs)
-    fn = torch.compile(flex_attention, dynamic=False)
-    opts = None
-    try:
-        fn(q, k, v, block_mask=bm)
-    except Exception:  # a 64-block mask may need 64-wide kernel tiles
-        opts = {"BLOCK_M": bs, "BLOCK_N": bs}
-        fn(q, k, v, block_mask=bm, kernel_options=opts)
-    return lambda: fn(q, k, v, block_mask=bm, kernel_options=opts)
+    bm = baselines.flex_block_mask(idx, q.shape[2], k.shape[2], bs)
+    return lambda: baselines.flex_attention(q, k, v, bm, bs)
 
 
 def main():
@@ -84,10 +70,8 @@ def main():
             continue
         q, k, v = (torch.randn(b, h, n, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
         dense_flops = 4.0 * b * h * n * n * d
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            t_cudnn = adaptive_time(lambda: F.scaled_dot_product_attention(q, k, v))
-        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            t_fa2 = adaptive_time(lambda: F.scaled_dot_product_attention(q, k, v))
+        t_cudnn = adaptive_time(lambda: baselines.sdpa(q, k, v, "cudnn"))
+        t_fa2 = adaptive_time(lambda: baselines.sdpa(q, k, v, "flash"))
         tf_cudnn, tf_fa2 = dense_flops / t_cudnn / 1e9, dense_flops / t_fa2 / 1e9
         print(f"# {name}: B={b} H={h} D={d} N={n}: cuDNN dense {t_cudnn:.2f} ms ({tf_cudnn:.0f} TF/s), "
               f"FA2 dense {t_fa2:.2f} ms ({tf_fa2:.0f} TF/s)", flush=True)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import adaspa_ext as A
+from adaspa_ext import baselines as B
 from adaspa_ext import reference as R
 from util import assert_within_torch_error, check_lse, make_qkv, poison, random_idx, torch_same_precision_attention
 
@@ -52,14 +53,7 @@ def test_long_odd_sequence(d, bs):
 
 
 def flex_reference(q, k, v, idx, bs):
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
-    b, h, mq, kmax = idx.shape
-    mk = math.ceil(k.shape[2] / bs)
-    counts = (idx >= 0).sum(-1).int()
-    full = torch.zeros(b, h, mq, mk, dtype=torch.int32, device=idx.device)
-    full[..., :kmax] = idx.clamp_min(0)
-    bm = BlockMask.from_kv_blocks(counts, full, BLOCK_SIZE=bs)
-    return torch.compile(flex_attention, dynamic=False)(q, k, v, block_mask=bm)
+    return B.flex_attention(q, k, v, B.flex_block_mask(idx, q.shape[2], k.shape[2], bs), bs)
 
 
 @pytest.mark.parametrize("bs", [64, 128])

@@ -32,13 +32,12 @@ void run_cpu(Mode mode, const AttnShape& s, const at::Tensor& q, const at::Tenso
   const int bs = static_cast<int>(s.block_size), d = static_cast<int>(s.head_dim);
   const int64_t items = s.batch * s.heads * s.mq;
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int> blocks;
-    std::vector<float> logits, acc;
+    cpu::CpuScratch scratch;
     for (int64_t it = begin; it < end; ++it) {
       const int qb = static_cast<int>(it % s.mq);
       const int h = static_cast<int>((it / s.mq) % s.heads);
       const int b = static_cast<int>(it / (s.mq * s.heads));
-      cpu::run_query_block(p, mode, bs, d, b, h, qb, blocks, logits, acc);
+      cpu::run_query_block(p, mode, bs, d, b, h, qb, scratch);
     }
   });
   if (out && out->scalar_type() != at::kFloat) out->copy_(of);

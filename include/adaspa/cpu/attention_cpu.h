@@ -13,18 +13,6 @@
 
 namespace adaspa::cpu {
 
-inline float dot(const float* a, const float* b, int d) {
-  // Eight independent partial sums let the compiler vectorise without -ffast-math.
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= d; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = 0;
-  for (; i < d; ++i) s += a[i] * b[i];
-  for (int j = 0; j < 8; ++j) s += acc[j];
-  return s;
-}
-
 // The key blocks query block `qb` visits: the listed ones (Mode::kSparse, rule of
 // block_list.h) or all of them (kSearch, kScore).
 inline void visited_blocks(const AttnParams& p, Mode mode, int b, int h, int qb, std::vector<int>& out) {
@@ -39,62 +27,98 @@ inline void visited_blocks(const AttnParams& p, Mode mode, int b, int h, int qb,
     if (block_accepted(row[t], last, p.mk)) out.push_back(last = row[t]);
 }
 
-// q, k, v (and out) point to float32 data with the strides in p; d = head dim.
-// kSparse / kSearch: writes out and lse for the rows of the block; kSearch also writes the
-// block's row of scores. kScore: reads lse, writes scores.
-inline void run_query_block(const AttnParams& p, Mode mode, int bs, int d, int b, int h, int qb,
-                            std::vector<int>& blocks, std::vector<float>& logits, std::vector<float>& acc) {
-  visited_blocks(p, mode, b, h, qb, blocks);
+struct CpuScratch {
+  std::vector<int> blocks;
+  std::vector<float> logits;  // [rows, nb * bs]: logits, then exp(logit - row max)
+  std::vector<float> kt;      // one K tile transposed: [d, bs]
+  std::vector<float> acc;     // [rows, d]
+  std::vector<float> row_max, row_sum;
+};
+
+// q, k, v (and out) point to float32 data with the strides in p; d = head dim. Work is tiled like
+// the GPU kernel (query block x key block) with the inner loops over contiguous keys or head-dim
+// elements, so the compiler vectorises them.
+// kSparse / kSearch: writes out and lse for the rows of the block; kSearch also writes the block's
+// row of scores. kScore: reads lse, writes scores.
+inline void run_query_block(const AttnParams& p, Mode mode, int bs, int d, int b, int h, int qb, CpuScratch& w) {
+  visited_blocks(p, mode, b, h, qb, w.blocks);
   const float* q = static_cast<const float*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
   const float* k = static_cast<const float*>(p.k) + b * p.k_batch_stride + h * p.k_head_stride;
   const float* v = static_cast<const float*>(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
   const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
   float* scores = p.scores ? p.scores + (bh * p.mq + qb) * p.mk : nullptr;
   if (scores) std::fill(scores, scores + p.mk, 0.f);
-  const int r0 = qb * bs, r1 = std::min(p.nq, r0 + bs);
-  const int nb = static_cast<int>(blocks.size());
-  logits.resize(static_cast<size_t>(nb) * bs);
-  acc.resize(d);
-  for (int r = r0; r < r1; ++r) {
-    const float* qr = q + r * p.q_row_stride;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int t = 0; t < nb; ++t) {
-      const int c0 = blocks[t] * bs, c1 = std::min(p.nk, c0 + bs);
-      for (int c = c0; c < c1; ++c) {
-        const float s = p.scale * dot(qr, k + c * p.k_row_stride, d);
-        logits[t * bs + (c - c0)] = s;
-        mx = std::max(mx, s);
+  const int r0 = qb * bs, rows = std::min(p.nq, r0 + bs) - r0;
+  const int nb = static_cast<int>(w.blocks.size());
+  const int64_t ncols = static_cast<int64_t>(nb) * bs;
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  w.logits.assign(static_cast<size_t>(rows) * ncols, 0.f);
+  w.kt.resize(static_cast<size_t>(d) * bs);
+  auto cols = [&](int t) { return std::min(bs, p.nk - w.blocks[t] * bs); };
+
+  // S = scale * Q K^T, one key tile at a time.
+  for (int t = 0; t < nb; ++t) {
+    const int c0 = w.blocks[t] * bs, cn = cols(t);
+    for (int c = 0; c < cn; ++c)
+      for (int i = 0; i < d; ++i) w.kt[i * bs + c] = k[(c0 + c) * p.k_row_stride + i];
+    for (int r = 0; r < rows; ++r) {
+      float* srow = w.logits.data() + r * ncols + t * bs;
+      const float* qr = q + (r0 + r) * p.q_row_stride;
+      for (int i = 0; i < d; ++i) {
+        const float qi = qr[i] * p.scale;
+        const float* kti = w.kt.data() + i * bs;
+        for (int c = 0; c < cn; ++c) srow[c] += qi * kti[c];
       }
     }
-    float lse;
-    if (mode == Mode::kScore) {
-      lse = p.lse[bh * p.nq + r];
-    } else {
-      std::fill(acc.begin(), acc.end(), 0.f);
-      float sum = 0;
-      if (nb > 0 && mx > -std::numeric_limits<float>::infinity()) {
-        for (int t = 0; t < nb; ++t) {
-          const int c0 = blocks[t] * bs, c1 = std::min(p.nk, c0 + bs);
-          for (int c = c0; c < c1; ++c) {
-            const float e = std::exp(logits[t * bs + (c - c0)] - mx);
-            sum += e;
-            const float* vc = v + c * p.v_row_stride;
-            for (int i = 0; i < d; ++i) acc[i] += e * vc[i];
-          }
+  }
+
+  // Row statistics, then P = exp(S - max) in place.
+  w.row_max.assign(rows, -kInf);
+  w.row_sum.assign(rows, 0.f);
+  for (int r = 0; r < rows; ++r) {
+    float* srow = w.logits.data() + r * ncols;
+    float mx = -kInf;
+    for (int t = 0; t < nb; ++t)
+      for (int c = 0, cn = cols(t); c < cn; ++c) mx = std::max(mx, srow[t * bs + c]);
+    if (mode == Mode::kScore) mx = p.lse[bh * p.nq + r0 + r];  // exp(S - lse) directly
+    float sum = 0.f;
+    for (int t = 0; t < nb; ++t)
+      for (int c = 0, cn = cols(t); c < cn; ++c) sum += (srow[t * bs + c] = std::exp(srow[t * bs + c] - mx));
+    w.row_max[r] = mx;
+    w.row_sum[r] = sum;
+  }
+
+  if (mode != Mode::kScore) {
+    w.acc.assign(static_cast<size_t>(rows) * d, 0.f);
+    for (int t = 0; t < nb; ++t) {
+      const int c0 = w.blocks[t] * bs, cn = cols(t);
+      for (int r = 0; r < rows; ++r) {
+        const float* prow = w.logits.data() + r * ncols + t * bs;
+        float* a = w.acc.data() + r * d;
+        for (int c = 0; c < cn; ++c) {
+          const float e = prow[c];
+          const float* vc = v + (c0 + c) * p.v_row_stride;
+          for (int i = 0; i < d; ++i) a[i] += e * vc[i];
         }
       }
-      float* o = static_cast<float*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride + r * p.o_row_stride;
-      const float inv = sum > 0 ? 1.f / sum : 0.f;
-      for (int i = 0; i < d; ++i) o[i] = acc[i] * inv;
-      lse = sum > 0 ? mx + std::log(sum) : -std::numeric_limits<float>::infinity();
-      p.lse[bh * p.nq + r] = lse;
     }
-    if (scores) {
+    for (int r = 0; r < rows; ++r) {
+      const float sum = w.row_sum[r];
+      const float inv = sum > 0 ? 1.f / sum : 0.f;
+      float* o = static_cast<float*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride + (r0 + r) * p.o_row_stride;
+      for (int i = 0; i < d; ++i) o[i] = w.acc[r * d + i] * inv;
+      p.lse[bh * p.nq + r0 + r] = sum > 0 ? w.row_max[r] + std::log(sum) : -kInf;
+    }
+  }
+
+  if (scores) {  // exp(S - lse): P / row sum (kSearch), or P itself (kScore, taken against lse)
+    for (int r = 0; r < rows; ++r) {
+      const float* prow = w.logits.data() + r * ncols;
+      const float inv = mode == Mode::kScore ? 1.f : (w.row_sum[r] > 0 ? 1.f / w.row_sum[r] : 0.f);
       for (int t = 0; t < nb; ++t) {
-        const int c0 = blocks[t] * bs, c1 = std::min(p.nk, c0 + bs);
         float s = 0;
-        for (int c = c0; c < c1; ++c) s += std::exp(logits[t * bs + (c - c0)] - lse);
-        scores[blocks[t]] += s;
+        for (int c = 0, cn = cols(t); c < cn; ++c) s += prow[t * bs + c];
+        scores[w.blocks[t]] += s * inv;
       }
     }
   }
