@@ -5,9 +5,11 @@ select_blocks). No CUDA work happens at import time.
 """
 from . import _build_config
 from . import reference
+from .config import AdaSpaConfig
 from .ops import attn_search, block_scores, num_blocks, select_blocks, sparse_attn, validate_block_index
+from .runtime import AdaSpaSession, LayerState, TextSpec, adaspa_attention
 
 __version__ = _build_config.VERSION
 
 __all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index", "num_blocks",
-           "reference", "__version__"]
+           "AdaSpaConfig", "AdaSpaSession", "LayerState", "TextSpec", "adaspa_attention", "reference", "__version__"]

@@ -24,9 +24,10 @@ from torch import Tensor
 
 from . import ops
 from .config import AdaSpaConfig
+from .presets import Preset
 
 __all__ = ["TextSpec", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask", "unpack_block_mask",
-           "forced_key_blocks"]
+           "forced_key_blocks", "estimate_cache_bytes"]
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def _video_attention(q_v, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, t
         out, _ = ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)
         return out
     st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
-    if not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling() and idx.device.type != "meta":
         st.density = float((idx >= 0).sum()) / max(1, idx.numel())
     return out
 
@@ -265,3 +266,14 @@ def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session
     parts = [out_t, out_v] if text.first else [out_v, out_t]
     # Concatenate along N in q's memory order so a [B, N, H, D] caller gets its layout back.
     return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
+
+
+def estimate_cache_bytes(preset: Preset, config: AdaSpaConfig | None = None, dtype=torch.bfloat16) -> int:
+    """Cache bytes of a whole model (all layers, one CFG branch) for a preset, measured by running
+    one fused search on meta tensors (no memory, no compute) and scaling by the layer count."""
+    session = AdaSpaSession(config or AdaSpaConfig(), record=False)
+    session.set_step(session.config.search_steps[0])
+    shape = (preset.batch, preset.heads, preset.tokens, preset.head_dim)
+    q, k, v = (torch.empty(shape, device="meta", dtype=dtype) for _ in range(3))
+    adaspa_attention(q, k, v, session.state(0), session, TextSpec(preset.text_tokens, preset.text_first))
+    return session.cache_bytes() * preset.layers

@@ -168,6 +168,7 @@ def main():
     names = ["hunyuan-720p", "wan14b-720p", "wan1.3b-480p", "cogvideox1.5-720p"]
     ap.add_argument("--presets", nargs="+", default=names, choices=sorted(PRESETS))
     ap.add_argument("--sparsity", type=float, default=0.8)
+    ap.add_argument("--block-size", type=int, default=64, choices=[64, 128])
     ap.add_argument("--quality-preset", default="wan1.3b-480p", choices=sorted(PRESETS))
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
@@ -175,8 +176,8 @@ def main():
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     print(common.header("bench_schedule: one layer over the 50-step AdaSpa schedule",
-                        f"s={a.sparsity}, block 64, warm-up 10, searches (10, 30); bf16 synthetic workload"))
-    cfg = AdaSpaConfig(sparsity=a.sparsity)
+                        f"s={a.sparsity}, block {a.block_size}, warm-up 10, searches (10, 30); bf16 synthetic workload"))
+    cfg = AdaSpaConfig(sparsity=a.sparsity, block_size=a.block_size)
     summary, csv_rows = [], []
     for name in a.presets:
         p = PRESETS[name]

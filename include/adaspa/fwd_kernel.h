@@ -52,8 +52,13 @@ __device__ __forceinline__ void mask_cols(TensorS& s_rowcol, int valid_cols) {
   }
 }
 
+// CTAs per SM the compiler must fit in registers: the score-only kernel has no O accumulator,
+// yet without this bound ptxas spent 244 registers on it at block 128 (2 CTAs / SM instead of 3).
+constexpr int min_ctas_per_sm(int threads, Mode mode) { return mode == Mode::kScore && threads == 128 ? 3 : 1; }
+
 template <typename Traits, Mode kMode>
-__global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __grid_constant__ AttnParams p) {
+__global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNThreads, kMode))
+    attention_kernel(const __grid_constant__ AttnParams p) {
   using C = AttnCta<Traits>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kHeadDim = C::kHeadDim, kNWarps = C::kNWarps;
@@ -64,7 +69,8 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
   constexpr bool kScores = kMode != Mode::kSparse;
 
   extern __shared__ __align__(128) char smem[];
-  __shared__ float warp_partial[2][kQ][kNWarps];
+  // Score pass: per-warp sums of each key tile, for the blocks being reduced (two in flight).
+  __shared__ float warp_partial[2][kT][kQ][kNWarps];
 
   const int tidx = threadIdx.x, lane = tidx % 32, warp = tidx / 32;
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;  // m_block: kBlockM-row query tile
@@ -243,11 +249,14 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
     // Row mi of this thread lies in query block (mi / 2) * 16 * kNWarps / kBlockSize of the tile.
     float* scores = p.scores + (bh * p.mq + static_cast<int64_t>(m_block) * kQ) * p.mk;
     const int q_blocks = min(kQ, p.mq - m_block * kQ);
-    auto finalize = [&](int blk) {  // one thread: sum the warps' partials of key block blk
+    auto finalize = [&](int blk) {  // one thread: sum the tiles' and warps' partials of key block blk
+      const int tiles = min(kT, ntiles - blk * kT);
       for (int qb = 0; qb < q_blocks; ++qb) {
         float s = 0.f;
+        for (int u = 0; u < tiles; ++u) {
 #pragma unroll
-        for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][qb][w];
+          for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][u][qb][w];
+        }
         scores[static_cast<int64_t>(qb) * p.mk + blk] = s;
       }
     };
@@ -261,6 +270,7 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
     float partial[kQ];
 #pragma unroll
     for (int qb = 0; qb < kQ; ++qb) partial[qb] = 0.f;
+#pragma unroll 1  // unrolled copies keep two tiles' fragments live (spills at block 128)
     for (int tile = 0; tile < ntiles; ++tile) {
       const int buf = tile & 1;
       cp_async_wait<0>();
@@ -287,13 +297,13 @@ __global__ void __launch_bounds__(Traits::kNThreads) attention_kernel(const __gr
 #pragma unroll
         for (int nj = 0; nj < size<1>(s_rc); ++nj) partial[qb] += exp2f(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
       }
-      if ((tile + 1) % kT == 0 || tile + 1 == ntiles) {
+      // Reduce every tile on its own (a block-128 key block is two tiles): carrying sums across
+      // tiles made ptxas keep far more registers live.
 #pragma unroll
-        for (int qb = 0; qb < kQ; ++qb) {
-          const float w = warp_sum(partial[qb]);
-          if (lane == 0) warp_partial[(tile / kT) & 1][qb][warp] = w;
-          partial[qb] = 0.f;
-        }
+      for (int qb = 0; qb < kQ; ++qb) {
+        const float w = warp_sum(partial[qb]);
+        if (lane == 0) warp_partial[(tile / kT) & 1][tile % kT][qb][warp] = w;
+        partial[qb] = 0.f;
       }
     }
     __syncthreads();

@@ -1,0 +1,172 @@
+"""The AdaSpa runtime: config, schedule phases, tiers, text handling, cache format and size."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adaspa_ext import reference as R
+from adaspa_ext.config import AdaSpaConfig
+from adaspa_ext.presets import PRESETS
+from adaspa_ext.runtime import (AdaSpaSession, LayerState, TextSpec, _select, adaspa_attention, estimate_cache_bytes,
+                                forced_key_blocks, pack_block_mask, unpack_block_mask)
+from adaspa_ext.workload import VideoAttentionWorkload
+from util import random_idx
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(sparsity=0.3), "sparsity must lie in \\(1/3, 1\\)"),
+    (dict(sparsity=1.0), "sparsity must lie in"),
+    (dict(sparsity=1.0, head_adaptive=False), "sparsity must lie in \\[0, 1\\)"),
+    (dict(block_size=32), "block_size must be one of"),
+    (dict(search_steps=(5, 30)), "start before the end of warm-up"),
+    (dict(search_steps=(30, 10)), "strictly increasing"),
+    (dict(search_steps=(10, 50)), "must be < num_steps"),
+    (dict(search_steps=()), "at least one step"),
+    (dict(warmup_steps=50), "warmup_steps must lie in"),
+    (dict(recall_threshold=0.0), "recall_threshold must lie in"),
+    (dict(num_steps=0), "num_steps must be >= 1"),
+])
+def test_invalid_configs_raise(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        AdaSpaConfig(**kwargs)
+
+
+def test_default_schedule_phases():
+    cfg = AdaSpaConfig()
+    phases = [cfg.schedule_phase(t) for t in range(50)]
+    assert phases[:10] == ["dense"] * 10
+    assert phases[10] == phases[30] == "search"
+    assert phases[11:30] == ["sparse"] * 19 and phases[31:] == ["sparse"] * 19
+    hi, base, lo = cfg.tier_sparsities()
+    assert (hi, base, lo) == pytest.approx((0.9, 0.8, 0.7)) and (hi + lo) / 2 == pytest.approx(base)
+
+
+def test_session_step_and_branch_tracking():
+    s = AdaSpaSession(AdaSpaConfig())
+    seen = []
+    for t in [999, 999, 950, 950, 900]:
+        s.begin_forward(t)
+        seen.append((s.step, s.branch))
+    assert seen == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
+    st = s.state("layer")
+    st.lse = torch.zeros(1)
+    s.begin_forward(999)  # timestep went up: a new generation
+    assert (s.step, s.branch) == (0, 0) and s.state("layer").lse is None
+
+
+def test_pack_unpack_roundtrip():
+    idx = random_idx(2, 3, 5, 70, 20, density=0.2)
+    packed = pack_block_mask(idx, 70)
+    assert packed.dtype == torch.uint8 and packed.shape == (2, 3, 5, 9)
+    assert torch.equal(unpack_block_mask(packed, 70, 20), idx)
+
+
+def test_forced_key_blocks():
+    assert forced_key_blocks(5, 0, 70, 64, "cpu").tolist() == [True, True, False, False, False]
+    assert forced_key_blocks(5, 250, 300, 64, "cpu").tolist() == [False, False, False, True, True]
+
+
+def test_head_adaptive_tiers():
+    # 4 heads with clearly ordered recall at the base keep: heads 0, 1 concentrated, 2, 3 spread.
+    b, h, mq, mk = 1, 4, 6, 20
+    scores = torch.rand(b, h, mq, mk) * 0.01
+    scores[:, 0, :, :2] = 10.0
+    scores[:, 1, :, :3] = 10.0
+    cfg = AdaSpaConfig(sparsity=0.8, recall_threshold=0.8)
+    st = LayerState()
+    idx = _select(cfg, scores, None, mk, st)
+    k_hi, k0, k_lo = (round((1 - s) * mk) for s in cfg.tier_sparsities())
+    # 2 heads above tau, capped at H // 2 = 2: heads 0, 1 sparser; the two lowest-recall denser
+    assert st.keep.tolist() == [k_hi, k_hi, k_lo, k_lo]
+    assert ((idx >= 0).sum(-1)[0, :, 0]).tolist() == [k_hi, k_hi, k_lo, k_lo]
+    # no head above tau: everybody at the base keep
+    st2 = LayerState()
+    _select(cfg, torch.ones(b, h, mq, mk), None, mk, st2)
+    assert st2.keep.tolist() == [k0] * h
+
+
+def run_layer_schedule(preset, cfg, steps, text=True, layers=1):
+    wl = VideoAttentionWorkload(preset)
+    session = AdaSpaSession(cfg)
+    ts = TextSpec(preset.text_tokens, preset.text_first) if text else TextSpec()
+    outs = []
+    for step in range(steps):
+        session.set_step(step)
+        for layer in range(layers):
+            q, k, v = wl.qkv(layer, step, cfg.num_steps)
+            outs.append((q, k, v, adaspa_attention(q, k, v, session.state(layer), session, ts, layer)))
+    return session, outs
+
+
+def test_phase_log_over_50_steps():
+    cfg = AdaSpaConfig()
+    session, outs = run_layer_schedule(PRESETS["tiny"], cfg, 50, layers=2)
+    want = {s: ("dense" if s < 10 else "search_fused" if s == 10 else "search_cached" if s == 30 else "sparse")
+            for s in range(50)}
+    assert [(s, l, p) for s, _, l, p in session.log] == [(s, l, want[s]) for s in range(50) for l in range(2)]
+    assert all(torch.isfinite(o).all() for *_, o in outs)
+
+
+def test_sparsity_zero_equals_dense():
+    cfg = AdaSpaConfig(sparsity=0.0, head_adaptive=False, num_steps=6, warmup_steps=1, search_steps=(1, 4))
+    _, outs = run_layer_schedule(PRESETS["tiny"], cfg, 6)
+    for q, k, v, o in outs:
+        torch.testing.assert_close(o, F.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_text_rows_dense_and_padded_text_keys_never_attended(first):
+    b, h, nv, nt, d, valid = 2, 2, 300, 40, 64, (25, 25)
+    q, k, v = (torch.randn(b, h, nv + nt, d) for _ in range(3))
+    txt = slice(0, nt) if first else slice(nv, nv + nt)
+    pad = slice(valid[0], nt) if first else slice(nv + valid[0], nv + nt)
+    k[:, :, pad] = 50.0  # would dominate every row if it were attended
+    v[:, :, pad] = 1e4
+    cfg = AdaSpaConfig(sparsity=0.0, head_adaptive=False, num_steps=4, warmup_steps=0, search_steps=(0,))
+    session = AdaSpaSession(cfg)
+    keep = torch.ones(nv + nt, dtype=torch.bool)
+    keep[pad] = False
+    dense = F.scaled_dot_product_attention(q, k[:, :, keep], v[:, :, keep])
+    st = LayerState()
+    for step in range(3):  # fused search, then sparse
+        session.set_step(step)
+        o = adaspa_attention(q, k, v, st, session, TextSpec(nt, first, valid))
+        torch.testing.assert_close(o, dense, rtol=1e-5, atol=1e-5)
+    # text query rows equal dense attention over the valid keys also at high sparsity
+    session2 = AdaSpaSession(AdaSpaConfig(sparsity=0.9, num_steps=4, warmup_steps=0, search_steps=(0,)))
+    st2 = LayerState()
+    for step in range(2):
+        session2.set_step(step)
+        o = adaspa_attention(q, k, v, st2, session2, TextSpec(nt, first, valid))
+        torch.testing.assert_close(o[:, :, txt], dense[:, :, txt], rtol=1e-5, atol=1e-5)
+        assert torch.isfinite(o).all() and o.abs().max() < 100  # padded values (1e4) never leak in
+
+
+def test_text_blocks_are_forced_into_every_row():
+    p = PRESETS["tiny"]
+    cfg = AdaSpaConfig(sparsity=0.9, num_steps=4, warmup_steps=0, search_steps=(0,))
+    session, _ = run_layer_schedule(p, cfg, 1)
+    st = session.state(0)
+    mk = math.ceil(p.tokens / 64)
+    idx = unpack_block_mask(st.mask, mk, st.width)
+    forced = forced_key_blocks(mk, p.video_tokens, p.tokens, 64, "cpu")
+    assert R.block_mask_from_idx(idx, mk)[..., forced].all()
+
+
+def test_batch_with_different_text_padding_per_element():
+    b, h, nv, nt, d = 2, 2, 200, 30, 64
+    q, k, v = (torch.randn(b, h, nv + nt, d) for _ in range(3))
+    cfg = AdaSpaConfig(sparsity=0.0, head_adaptive=False, num_steps=4, warmup_steps=0, search_steps=(0,))
+    session = AdaSpaSession(cfg)
+    st = LayerState()
+    o = adaspa_attention(q, k, v, st, session, TextSpec(nt, False, (30, 12)))
+    for i, n_ok in enumerate((30, 12)):
+        ref = F.scaled_dot_product_attention(q[i:i + 1], k[i:i + 1, :, :nv + n_ok], v[i:i + 1, :, :nv + n_ok])
+        torch.testing.assert_close(o[i:i + 1], ref, rtol=1e-5, atol=1e-5)
+    assert set(st.sub) == {0, 1}
+
+
+def test_hunyuan_cache_fits_3gb():
+    nbytes = estimate_cache_bytes(PRESETS["hunyuan-720p"])
+    assert 0 < nbytes <= 3e9, nbytes
