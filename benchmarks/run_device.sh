@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device-machine session: build against that machine's torch, run the tests (GPU ones
 # included), then the kernel benchmark. Logs go to $OUT (the device tool brings them back).
-# Usage: bash benchmarks/run_device.sh [build] [test] [bench] [sanitize] [schedule]   (default: build test bench)
+# Usage: bash benchmarks/run_device.sh [build] [test] [bench] [sanitize] [schedule] [demo]   (default: build test bench)
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -30,6 +30,9 @@ for s in $stages; do
       tail -n 45 "$OUT/bench_kernels.txt" ;;
     sanitize)
       bash benchmarks/sanitize.sh > "$OUT/sanitize.log" 2>&1; tail -20 "$OUT/sanitize.log" ;;
+    demo)
+      python3 -m adaspa_ext.demo ${DEMO_ARGS:-} --out "$OUT/demo" > "$OUT/demo.txt" 2>&1
+      grep -v "step/s" "$OUT/demo.txt" | tail -n 14 ;;
     schedule)
       python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1
       tail -n 40 "$OUT/bench_schedule.txt" ;;
