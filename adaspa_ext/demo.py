@@ -27,24 +27,7 @@ import torch.nn.functional as F
 from .config import AdaSpaConfig
 from .presets import PRESETS
 from .runtime import AdaSpaSession, TextSpec, adaspa_attention, unpack_block_mask
-from .workload import VideoAttentionWorkload
-
-
-def _timer(device):
-    if device.type == "cuda":
-        def run(fn):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            out = fn()
-            b.record()
-            b.synchronize()
-            return out, a.elapsed_time(b)
-    else:
-        def run(fn):
-            t = time.perf_counter()
-            out = fn()
-            return out, (time.perf_counter() - t) * 1e3
-    return run
+from .workload import VideoAttentionWorkload, timed
 
 
 def rel_err(out, ref):
@@ -56,7 +39,6 @@ def run_schedule(preset, cfg, layers, device, dtype, progress=True, steps=None):
     wl = VideoAttentionWorkload(preset, device=device, dtype=dtype)
     session = AdaSpaSession(cfg)
     text = TextSpec(preset.text_tokens, preset.text_first)
-    timed = _timer(torch.device(device))
     steps = cfg.num_steps if steps is None else steps
     # Warm every op once, untimed (CUDA lazy module loading): a model pays that once per process.
     q, k, v = wl.qkv(0, 0, cfg.num_steps)
@@ -77,8 +59,8 @@ def run_schedule(preset, cfg, layers, device, dtype, progress=True, steps=None):
             q, k, v = wl.qkv(layer, step, cfg.num_steps)
             st = session.state(layer)
             phase = session.layer_phase(st)
-            out, t_ada = timed(lambda: adaspa_attention(q, k, v, st, session, text, layer))
-            ref, t_dense = timed(lambda: F.scaled_dot_product_attention(q, k, v))
+            out, t_ada = timed(lambda: adaspa_attention(q, k, v, st, session, text, layer), device)
+            ref, t_dense = timed(lambda: F.scaled_dot_product_attention(q, k, v), device)
             rec = float(st.recall.mean()) if phase.startswith("search") and st.recall is not None else None
             records.append(dict(step=step, layer=layer, phase=phase, ms=t_ada, dense_ms=t_dense,
                                 err=rel_err(out, ref), recall=rec, density=st.density if phase != "dense" else 1.0))

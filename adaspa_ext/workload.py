@@ -17,6 +17,7 @@ schedule benchmark and the tests; q, k, v come out as [B, H, N, D].
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import Tensor
@@ -104,3 +105,17 @@ class VideoAttentionWorkload:
         b = self.p.batch
         out = [t.to(self.dtype).unsqueeze(0).expand(b, -1, -1, -1).contiguous() for t in (q, k, v)]
         return out[0], out[1], out[2]
+
+
+def timed(fn, device) -> tuple:
+    """(fn(), milliseconds): CUDA events around the call on a GPU, the host clock on the CPU."""
+    if torch.device(device).type == "cuda":
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        out = fn()
+        b.record()
+        b.synchronize()
+        return out, a.elapsed_time(b)
+    t = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t) * 1e3

@@ -24,21 +24,11 @@ from adaspa_ext import reference  # noqa: E402
 from adaspa_ext.config import AdaSpaConfig  # noqa: E402
 from adaspa_ext.presets import PRESETS  # noqa: E402
 from adaspa_ext.runtime import AdaSpaSession, TextSpec, adaspa_attention, forced_key_blocks, unpack_block_mask  # noqa: E402
-from adaspa_ext.workload import VideoAttentionWorkload  # noqa: E402
+from adaspa_ext.workload import VideoAttentionWorkload, timed  # noqa: E402
 
 
 def event_ms(fn):
-    if not torch.cuda.is_available():  # CPU smoke runs
-        import time
-        t = time.perf_counter()
-        out = fn()
-        return out, (time.perf_counter() - t) * 1e3
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    out = fn()
-    b.record()
-    b.synchronize()
-    return out, a.elapsed_time(b)
+    return timed(fn, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def split_text(preset, q):

@@ -1,4 +1,4 @@
-// The attention kernel: one CTA per (query block, head, batch). Three modes share one flash
+// The attention kernel: one CTA per (query tile, head, batch). Three modes share one flash
 // mainloop (FlashAttention-2 structure: Q in smem, K / V tiles by cp.async overlapped with the
 // two GEMMs, online softmax in registers) and one score pass:
 //   kSparse  flash pass over the key blocks of the idx row             -> out, lse
@@ -20,16 +20,7 @@ namespace adaspa {
 
 using namespace cute;
 
-template <typename Traits>
-struct AttnCta {
-  using Element = typename Traits::Element;
-  static constexpr int kBlockM = Traits::kBlockM;
-  static constexpr int kBlockN = Traits::kBlockN;
-  static constexpr int kHeadDim = Traits::kHeadDim;
-  static constexpr int kNWarps = Traits::kNWarps;
-  static constexpr int kT = Traits::kTilesPerBlock;
-  static constexpr float kLog2e = 1.4426950408889634f;
-};
+constexpr float kLog2e = 1.4426950408889634f;
 
 // Rows this thread owns in the (rows=(2, MMA_M)) accumulator view, relative to the query block.
 template <int kNWarps>
@@ -59,10 +50,9 @@ constexpr int min_ctas_per_sm(int threads, Mode mode) { return mode == Mode::kSc
 template <typename Traits, Mode kMode>
 __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNThreads, kMode))
     attention_kernel(const __grid_constant__ AttnParams p) {
-  using C = AttnCta<Traits>;
   using Element = typename Traits::Element;
-  constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kHeadDim = C::kHeadDim, kNWarps = C::kNWarps;
-  constexpr int kT = C::kT;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  constexpr int kNWarps = Traits::kNWarps, kT = Traits::kTilesPerBlock;
   constexpr int kQ = Traits::kQBlocksPerCta;
   static_assert(kMode != Mode::kSparse || kQ == 1, "a sparse CTA walks exactly one idx row");
   constexpr bool kFlash = kMode != Mode::kScore;
@@ -126,7 +116,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   // Per-row log2-domain LSE this thread needs in the score pass: 2 * MMA_M rows.
   constexpr int kRows = 2 * (kBlockM / (16 * kNWarps));
   float lse_log2[kRows];
-  const float scale_log2 = p.scale * C::kLog2e;
+  const float scale_log2 = p.scale * kLog2e;
 
   if constexpr (kFlash) {
     Tensor mV = make_tensor(gmem(p.v, b * p.v_batch_stride + h * p.v_head_stride),
@@ -220,7 +210,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       const float inv = sum > 0.f ? 1.f / sum : 0.f;
       const float lse = sum > 0.f ? row_max[mi] * p.scale + __logf(sum) : -INFINITY;
       const int r = acc_row<kNWarps>(mi);
-      lse_log2[mi] = r < rows_valid ? lse * C::kLog2e : INFINITY;  // rows past Nq add nothing to scores
+      lse_log2[mi] = r < rows_valid ? lse * kLog2e : INFINITY;  // rows past Nq add nothing to scores
       if (r < rows_valid) {
         if (lane % 4 == 0) lse_out[r] = lse;
         Element* orow = out + static_cast<int64_t>(m_block * kBlockM + r) * p.o_row_stride + (lane % 4) * 2;
@@ -239,7 +229,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 #pragma unroll
     for (int mi = 0; mi < kRows; ++mi) {
       const int r = acc_row<kNWarps>(mi);
-      lse_log2[mi] = r < rows_valid ? lse_in[r] * C::kLog2e : INFINITY;
+      lse_log2[mi] = r < rows_valid ? lse_in[r] * kLog2e : INFINITY;
     }
   }
 
