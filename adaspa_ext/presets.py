@@ -26,10 +26,6 @@ class Preset:
     def tokens(self) -> int:
         return self.video_tokens + self.text_tokens
 
-    def dense_flops(self) -> float:
-        """FLOPs of one dense attention call: 4 * B * H * N^2 * D."""
-        return 4.0 * self.batch * self.heads * self.tokens ** 2 * self.head_dim
-
 
 PRESETS = {p.name: p for p in [
     Preset("hunyuan-720p", 1, 24, 128, 33, 45, 80, 256, False, 60),

@@ -206,19 +206,18 @@ def _video_attention(q_v, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, t
     mk = math.ceil(nk / bs)
     n_forced = (math.ceil(text_hi / bs) - text_lo // bs) if text_hi > text_lo else 0
     mk_video = mk - n_forced
-    forced = forced_key_blocks(mk, text_lo, text_hi, bs, q_v.device) if n_forced else None
     width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
+    if phase == "sparse":  # the hot path: only the cached pattern is needed
+        return ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)[0]
+    forced = forced_key_blocks(mk, text_lo, text_hi, bs, q_v.device) if n_forced else None
     if phase == "search_fused":
         out, lse, scores = ops.attn_search(q_v, k, v, bs)
         idx = _select(cfg, scores, forced, mk_video, st)
         st.lse = lse
-    elif phase == "search_cached":
+    else:  # search_cached
         scores = ops.block_scores(q_v, k, st.lse, bs)
         idx = _select(cfg, scores, forced, mk_video, st)
         out, _ = ops.sparse_attn(q_v, k, v, idx[..., :width], bs)
-    else:
-        out, _ = ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)
-        return out
     st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
     if not torch.compiler.is_compiling() and idx.device.type != "meta":
         st.density = float((idx >= 0).sum()) / max(1, idx.numel())

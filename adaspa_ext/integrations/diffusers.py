@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AdaSpaConfig
-from ..runtime import AdaSpaSession, TextSpec, adaspa_attention
+from ..runtime import AdaSpaSession, LayerState, TextSpec, adaspa_attention
 
 __all__ = ["apply", "remove", "FAMILIES"]
 
@@ -36,8 +36,8 @@ __all__ = ["apply", "remove", "FAMILIES"]
 class Family:
     blocks: tuple[str, ...]   # transformer attributes holding the blocks
     attn: str                 # attention module attribute of a block (self-attention only)
-    hook_name: str            # global the processor's __call__ uses for attention
-    layout: str               # 'bnhd' (dispatch_attention_fn) or 'bhnd' (F.sdpa)
+    hook_name: str            # global the processor's __call__ uses for attention:
+                              # dispatch_attention_fn ([B, N, H, D]) or F (F.sdpa, [B, H, N, D])
     text_first: bool | None   # None: no text in self-attention
     timestep_arg: str = "timestep"
     text_mask_arg: str | None = None
@@ -45,10 +45,10 @@ class Family:
 
 FAMILIES = {
     "HunyuanVideoTransformer3DModel": Family(("transformer_blocks", "single_transformer_blocks"), "attn",
-                                             "dispatch_attention_fn", "bnhd", False,
+                                             "dispatch_attention_fn", False,
                                              text_mask_arg="encoder_attention_mask"),
-    "WanTransformer3DModel": Family(("blocks",), "attn1", "dispatch_attention_fn", "bnhd", None),
-    "CogVideoXTransformer3DModel": Family(("transformer_blocks",), "attn1", "F", "bhnd", True),
+    "WanTransformer3DModel": Family(("blocks",), "attn1", "dispatch_attention_fn", None),
+    "CogVideoXTransformer3DModel": Family(("transformer_blocks",), "attn1", "F", True),
 }
 
 
@@ -83,9 +83,11 @@ class AdaSpaProcessor:
         return self._call(self.original, attn, hidden_states, encoder_hidden_states, *args, **kwargs)
 
     def _state(self):
+        """This layer's state for the current CFG branch. Indexed in a list held by the processor,
+        not looked up by layer key, so compiled blocks share their graphs."""
         b = self.session.branch
         while len(self.states) <= b:
-            self.session.state(self.key, len(self.states))
+            self.states.append(LayerState())
         return self.states[b]
 
     def _attend(self, q, k, v):  # [B, H, N, D]
