@@ -21,6 +21,8 @@ namespace adaspa {
 using namespace cute;
 
 constexpr float kLog2e = 1.4426950408889634f;
+// Online softmax: the running max moves only when a row's max grows by more than this (log2).
+constexpr float kRescaleLog2 = 8.f;
 
 // Rows this thread owns in the (rows=(2, MMA_M)) accumulator view, relative to the query block.
 template <int kNWarps>
@@ -172,22 +174,38 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 
       // Online softmax. Every visited tile has at least one valid column per row, so the
       // running max is finite after the first tile and exp2(-inf - max) = 0 for the rest.
+      // The running max (and with it O and the row sums) only moves when the max of some row of
+      // the warp grew by more than kRescaleLog2 (log2 units, after scaling): otherwise
+      // P = exp2(s - stale max) <= 2^8, which fp32 sums and bf16 / fp16 P hold as precisely
+      // (FlashAttention-4's conditional rescaling). After the first tiles the rescale of O
+      // (D / 2 multiplies per row and thread) is skipped.
+      float mx[kRows];
+      bool grow = false;
 #pragma unroll
       for (int mi = 0; mi < kRows; ++mi) {
-        float mx = row_max[mi];
+        float m = row_max[mi];
 #pragma unroll
-        for (int nj = 0; nj < size<1>(s_rc); ++nj) mx = fmaxf(mx, s_rc(mi, nj));
-        mx = quad_max(mx);
-        const float correction = exp2f((row_max[mi] - mx) * scale_log2);
-        row_max[mi] = mx;
-        row_sum[mi] *= correction;
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) m = fmaxf(m, s_rc(mi, nj));
+        mx[mi] = quad_max(m);
+        grow |= (mx[mi] - row_max[mi]) * scale_log2 > kRescaleLog2;
+      }
+      if (__any_sync(0xffffffffu, grow)) {  // warp-uniform
 #pragma unroll
-        for (int nj = 0; nj < size<1>(o_rc); ++nj) o_rc(mi, nj) *= correction;
-        const float mx_scaled = mx * scale_log2;
+        for (int mi = 0; mi < kRows; ++mi) {
+          const float correction = exp2_approx((row_max[mi] - mx[mi]) * scale_log2);
+          row_max[mi] = mx[mi];
+          row_sum[mi] *= correction;
+#pragma unroll
+          for (int nj = 0; nj < size<1>(o_rc); ++nj) o_rc(mi, nj) *= correction;
+        }
+      }
+#pragma unroll
+      for (int mi = 0; mi < kRows; ++mi) {
+        const float mx_scaled = row_max[mi] * scale_log2;
         float sum = 0.f;
 #pragma unroll
         for (int nj = 0; nj < size<1>(s_rc); ++nj) {
-          const float e = exp2f(s_rc(mi, nj) * scale_log2 - mx_scaled);
+          const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - mx_scaled);
           s_rc(mi, nj) = e;
           sum += e;
         }
@@ -285,7 +303,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
         constexpr int kRowsPerMmaM = 16 * kNWarps;
         const int qb = (mi / 2) * kRowsPerMmaM / Traits::kBlockSize;
 #pragma unroll
-        for (int nj = 0; nj < size<1>(s_rc); ++nj) partial[qb] += exp2f(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
+        for (int nj = 0; nj < size<1>(s_rc); ++nj) partial[qb] += exp2_approx(s_rc(mi, nj) * scale_log2 - lse_log2[mi]);
       }
       // Reduce every tile on its own (a block-128 key block is two tiles): carrying sums across
       // tiles made ptxas keep far more registers live.

@@ -1,0 +1,194 @@
+// Standalone timing of the sparse attention kernel, without torch: build it on any machine with
+// nvcc (benchmarks/kernel_lab.sh), carry the binaries to the GPU, compare kernel variants in one
+// process each. Checks a few output rows against a double-precision host reference first.
+// Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
+//        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "adaspa/fwd_launch.h"
+
+using namespace adaspa;
+using Elem = cutlass::bfloat16_t;
+
+#define CHECK(x)                                                                    \
+  do {                                                                              \
+    cudaError_t e_ = (x);                                                           \
+    if (e_ != cudaSuccess) {                                                        \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                 \
+    }                                                                               \
+  } while (0)
+
+__global__ void fill(Elem* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 16; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+    x[i] = Elem((h & 0xffff) / 32768.f - 1.f);
+  }
+}
+
+// Every CTA streams random 16 KB tiles of a buffer into shared memory, 4 tiles in flight, the
+// access pattern of the attention mainloop (cp.async.cg, 16 B per thread, 128-byte rows).
+__global__ void __launch_bounds__(128) l2_read(const uint4* buf, int ntiles, int iters, int* sink) {
+  extern __shared__ uint4 stage[];  // 4 x 16 KB
+  constexpr int kVec = 16384 / 16;  // 16-byte vectors per tile
+  uint32_t h = blockIdx.x * 7919u + 17u;
+  int acc = 0;
+  for (int it = 0; it < iters; ++it) {
+    h = h * 1664525u + 1013904223u;
+    const uint4* tile = buf + int64_t((h >> 8) % ntiles) * kVec;
+    uint4* dst = stage + (it % 4) * kVec;
+    for (int i = threadIdx.x; i < kVec; i += 128) {
+      const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + i));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(tile + i));
+    }
+    asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.wait_group 3;");
+    acc += reinterpret_cast<volatile int*>(stage)[threadIdx.x];
+  }
+  asm volatile("cp.async.wait_group 0;");
+  if (acc == 0x7fffffff) *sink = acc;
+}
+
+int l2_main(int mib) {
+  const int64_t bytes = int64_t(mib) << 20;
+  uint4* buf;
+  int* sink;
+  CHECK(cudaMalloc(&buf, bytes));
+  CHECK(cudaMalloc(&sink, 4));
+  CHECK(cudaMemset(buf, 1, bytes));
+  CHECK(cudaFuncSetAttribute(l2_read, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536));
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int ctas = sms * 3, iters = 4000;
+  const int ntiles = int(bytes / 16384);
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  l2_read<<<ctas, 128, 65536>>>(buf, ntiles, 100, sink);
+  CHECK(cudaEventRecord(a));
+  l2_read<<<ctas, 128, 65536>>>(buf, ntiles, iters, sink);
+  CHECK(cudaEventRecord(b));
+  CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  CHECK(cudaEventElapsedTime(&ms, a, b));
+  std::printf("l2_read: %d MiB buffer, %d CTAs x %d random 16 KB tiles: %.3f ms, %.2f TB/s\n", mib, ctas, iters, ms,
+              double(ctas) * iters * 16384 / (ms * 1e-3) * 1e-12);
+  return 0;
+}
+
+template <int D, int BS>
+cudaError_t launch(const AttnParams& p) { return run_attention<Mode::kSparse, DType::kBFloat16, D, BS>(p, nullptr); }
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "l2") return l2_main(std::atoi(argv[2]));
+  if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
+  const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
+  const int iters = std::atoi(argv[5]);
+  cudaError_t (*fn)(const AttnParams&) = nullptr;
+  if (D == 128 && BS == 64) fn = launch<128, 64>;
+  if (D == 128 && BS == 128) fn = launch<128, 128>;
+  if (D == 64 && BS == 64) fn = launch<64, 64>;
+  if (D == 64 && BS == 128) fn = launch<64, 128>;
+  if (!fn) { std::fprintf(stderr, "unsupported D/BS\n"); return 2; }
+
+  const int M = (N + BS - 1) / BS;
+  const int64_t elems = int64_t(H) * N * D;
+  Elem *q, *k, *v, *o;
+  float* lse;
+  int32_t* idx;
+  CHECK(cudaMalloc(&q, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&k, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&v, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&o, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&lse, int64_t(H) * N * sizeof(float)));
+  CHECK(cudaMalloc(&idx, int64_t(H) * M * M * sizeof(int32_t)));
+  fill<<<1024, 256>>>(q, elems, 1);
+  fill<<<1024, 256>>>(k, elems, 2);
+  fill<<<1024, 256>>>(v, elems, 3);
+  std::vector<Elem> hq(elems), hk(elems), hv(elems), ho(elems);
+  CHECK(cudaMemcpy(hq.data(), q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hk.data(), k, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hv.data(), v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  int status = 0;
+  for (int arg = 6; arg < argc; ++arg) {
+  const double density = std::atof(argv[arg]);
+  const int keep = std::max(1, int(std::lround(density * M)));
+  std::vector<int32_t> hidx(int64_t(H) * M * keep);
+  std::mt19937 rng(0);
+  std::vector<int32_t> perm(M);
+  for (int64_t r = 0; r < int64_t(H) * M; ++r) {
+    for (int i = 0; i < M; ++i) perm[i] = i;
+    for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (M - i)]);
+    std::sort(perm.begin(), perm.begin() + keep);
+    std::copy(perm.begin(), perm.begin() + keep, hidx.begin() + r * keep);
+  }
+  CHECK(cudaMemcpy(idx, hidx.data(), hidx.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+
+  AttnParams p{};
+  p.q = q; p.k = k; p.v = v; p.out = o; p.lse = lse; p.idx = idx;
+  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = int64_t(H) * N * D;
+  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = int64_t(N) * D;
+  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = D;
+  p.batch = 1; p.heads = H; p.nq = N; p.nk = N; p.mq = M; p.mk = M; p.kmax = keep;
+  p.scale = 1.f / std::sqrt(float(D));
+
+  CHECK(fn(p));
+  CHECK(cudaDeviceSynchronize());
+  // Check rows against a double reference.
+  CHECK(cudaMemcpy(ho.data(), o, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  double max_err = 0.0;
+  for (int t = 0; t < 16; ++t) {
+    const int h = rng() % H, r = rng() % N, qb = r / BS;
+    std::vector<double> s, acc(D, 0.0);
+    std::vector<int> cols;
+    for (int j = 0; j < keep; ++j) {
+      const int blk = hidx[(int64_t(h) * M + qb) * keep + j];
+      for (int c = blk * BS; c < std::min(N, (blk + 1) * BS); ++c) cols.push_back(c);
+    }
+    double mx = -1e300;
+    for (int c : cols) {
+      double d = 0;
+      for (int i = 0; i < D; ++i) d += double(float(hq[(int64_t(h) * N + r) * D + i])) * double(float(hk[(int64_t(h) * N + c) * D + i]));
+      s.push_back(d * p.scale);
+      mx = std::max(mx, s.back());
+    }
+    double sum = 0;
+    for (size_t j = 0; j < cols.size(); ++j) {
+      const double e = std::exp(s[j] - mx);
+      sum += e;
+      for (int i = 0; i < D; ++i) acc[i] += e * double(float(hv[(int64_t(h) * N + cols[j]) * D + i]));
+    }
+    for (int i = 0; i < D; ++i)
+      max_err = std::max(max_err, std::abs(acc[i] / sum - double(float(ho[(int64_t(h) * N + r) * D + i]))));
+  }
+
+  for (int i = 0; i < 3; ++i) CHECK(fn(p));
+  std::vector<float> ms(iters);
+  for (int i = 0; i < iters; ++i) {
+    CHECK(cudaEventRecord(a));
+    CHECK(fn(p));
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    CHECK(cudaEventElapsedTime(&ms[i], a, b));
+  }
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[iters / 2];
+  const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N multiple of BS in use
+  std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  median %.3f ms  min %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N,
+              H, density, keep, med, ms[0], flops / med * 1e-9, max_err);
+  if (!(max_err < 2e-2)) status = 1;
+  }
+  return status;
+}
