@@ -2,6 +2,7 @@
 // nvcc (benchmarks/kernel_lab.sh), carry the binaries to the GPU, compare kernel variants in one
 // process each. Checks a few output rows against a double-precision host reference first.
 // Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
+//        (LAB_SEARCH=1 also times attn_search and block_scores on the shape)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
 #include <cuda_runtime_api.h>
 
@@ -85,95 +86,12 @@ int l2_main(int mib) {
   return 0;
 }
 
-template <int D, int BS>
-cudaError_t launch(const AttnParams& p) { return run_attention<Mode::kSparse, DType::kBFloat16, D, BS>(p, nullptr); }
+template <int D, int BS, Mode kMode>
+cudaError_t launch(const AttnParams& p) { return run_attention<kMode, DType::kBFloat16, D, BS>(p, nullptr); }
 
-int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "l2") return l2_main(std::atoi(argv[2]));
-  if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
-  const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
-  const int iters = std::atoi(argv[5]);
-  cudaError_t (*fn)(const AttnParams&) = nullptr;
-  if (D == 128 && BS == 64) fn = launch<128, 64>;
-  if (D == 128 && BS == 128) fn = launch<128, 128>;
-  if (D == 64 && BS == 64) fn = launch<64, 64>;
-  if (D == 64 && BS == 128) fn = launch<64, 128>;
-  if (!fn) { std::fprintf(stderr, "unsupported D/BS\n"); return 2; }
+using Launch = cudaError_t (*)(const AttnParams&);
 
-  const int M = (N + BS - 1) / BS;
-  const int64_t elems = int64_t(H) * N * D;
-  Elem *q, *k, *v, *o;
-  float* lse;
-  int32_t* idx;
-  CHECK(cudaMalloc(&q, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&k, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&v, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&o, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&lse, int64_t(H) * N * sizeof(float)));
-  CHECK(cudaMalloc(&idx, int64_t(H) * M * M * sizeof(int32_t)));
-  fill<<<1024, 256>>>(q, elems, 1);
-  fill<<<1024, 256>>>(k, elems, 2);
-  fill<<<1024, 256>>>(v, elems, 3);
-  std::vector<Elem> hq(elems), hk(elems), hv(elems), ho(elems);
-  CHECK(cudaMemcpy(hq.data(), q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hk.data(), k, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hv.data(), v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  int status = 0;
-  for (int arg = 6; arg < argc; ++arg) {
-  const double density = std::atof(argv[arg]);
-  const int keep = std::max(1, int(std::lround(density * M)));
-  std::vector<int32_t> hidx(int64_t(H) * M * keep);
-  std::mt19937 rng(0);
-  std::vector<int32_t> perm(M);
-  for (int64_t r = 0; r < int64_t(H) * M; ++r) {
-    for (int i = 0; i < M; ++i) perm[i] = i;
-    for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (M - i)]);
-    std::sort(perm.begin(), perm.begin() + keep);
-    std::copy(perm.begin(), perm.begin() + keep, hidx.begin() + r * keep);
-  }
-  CHECK(cudaMemcpy(idx, hidx.data(), hidx.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-
-  AttnParams p{};
-  p.q = q; p.k = k; p.v = v; p.out = o; p.lse = lse; p.idx = idx;
-  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = int64_t(H) * N * D;
-  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = int64_t(N) * D;
-  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = D;
-  p.batch = 1; p.heads = H; p.nq = N; p.nk = N; p.mq = M; p.mk = M; p.kmax = keep;
-  p.scale = 1.f / std::sqrt(float(D));
-
-  CHECK(fn(p));
-  CHECK(cudaDeviceSynchronize());
-  // Check rows against a double reference.
-  CHECK(cudaMemcpy(ho.data(), o, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  double max_err = 0.0;
-  for (int t = 0; t < 16; ++t) {
-    const int h = rng() % H, r = rng() % N, qb = r / BS;
-    std::vector<double> s, acc(D, 0.0);
-    std::vector<int> cols;
-    for (int j = 0; j < keep; ++j) {
-      const int blk = hidx[(int64_t(h) * M + qb) * keep + j];
-      for (int c = blk * BS; c < std::min(N, (blk + 1) * BS); ++c) cols.push_back(c);
-    }
-    double mx = -1e300;
-    for (int c : cols) {
-      double d = 0;
-      for (int i = 0; i < D; ++i) d += double(float(hq[(int64_t(h) * N + r) * D + i])) * double(float(hk[(int64_t(h) * N + c) * D + i]));
-      s.push_back(d * p.scale);
-      mx = std::max(mx, s.back());
-    }
-    double sum = 0;
-    for (size_t j = 0; j < cols.size(); ++j) {
-      const double e = std::exp(s[j] - mx);
-      sum += e;
-      for (int i = 0; i < D; ++i) acc[i] += e * double(float(hv[(int64_t(h) * N + cols[j]) * D + i]));
-    }
-    for (int i = 0; i < D; ++i)
-      max_err = std::max(max_err, std::abs(acc[i] / sum - double(float(ho[(int64_t(h) * N + r) * D + i]))));
-  }
-
+float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEvent_t b) {
   for (int i = 0; i < 3; ++i) CHECK(fn(p));
   std::vector<float> ms(iters);
   for (int i = 0; i < iters; ++i) {
@@ -184,11 +102,128 @@ int main(int argc, char** argv) {
     CHECK(cudaEventElapsedTime(&ms[i], a, b));
   }
   std::sort(ms.begin(), ms.end());
-  const double med = ms[iters / 2];
-  const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N multiple of BS in use
-  std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  median %.3f ms  min %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N,
-              H, density, keep, med, ms[0], flops / med * 1e-9, max_err);
-  if (!(max_err < 2e-2)) status = 1;
+  return ms[iters / 2];
+}
+
+// Max |out - reference| over 16 random rows (double precision on the host, the same idx rows).
+double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>& hidx, std::mt19937& rng) {
+  const int64_t elems = int64_t(p.heads) * p.nq * D;
+  std::vector<Elem> hq(elems), hk(elems), hv(elems), ho(elems);
+  CHECK(cudaMemcpy(hq.data(), p.q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hk.data(), p.k, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hv.data(), p.v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(ho.data(), p.out, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  const int N = p.nq, M = p.mq, H = p.heads, keep = p.kmax;
+  auto at = [&](const std::vector<Elem>& x, int h, int r, int i) { return double(float(x[(int64_t(h) * N + r) * D + i])); };
+  double max_err = 0.0;
+  for (int t = 0; t < 16; ++t) {
+    const int h = rng() % H, r = rng() % N, qb = r / BS;
+    std::vector<int> cols;
+    for (int j = 0; j < keep; ++j) {
+      const int blk = hidx[(int64_t(h) * M + qb) * keep + j];
+      for (int c = blk * BS; c < std::min(N, (blk + 1) * BS); ++c) cols.push_back(c);
+    }
+    std::vector<double> s, acc(D, 0.0);
+    double mx = -1e300, sum = 0.0;
+    for (int c : cols) {
+      double d = 0;
+      for (int i = 0; i < D; ++i) d += at(hq, h, r, i) * at(hk, h, c, i);
+      s.push_back(d * p.scale);
+      mx = std::max(mx, s.back());
+    }
+    for (size_t j = 0; j < cols.size(); ++j) {
+      const double e = std::exp(s[j] - mx);
+      sum += e;
+      for (int i = 0; i < D; ++i) acc[i] += e * at(hv, h, cols[j], i);
+    }
+    for (int i = 0; i < D; ++i) max_err = std::max(max_err, std::abs(acc[i] / sum - at(ho, h, r, i)));
+  }
+  return max_err;
+}
+
+template <int D, int BS>
+void kernels(Launch (&k)[3]) {
+  k[0] = launch<D, BS, Mode::kSparse>, k[1] = launch<D, BS, Mode::kSearch>, k[2] = launch<D, BS, Mode::kScore>;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "l2") return l2_main(std::atoi(argv[2]));
+  if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
+  const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
+  const int iters = std::atoi(argv[5]);
+  Launch k[3] = {nullptr, nullptr, nullptr};
+  if (D == 128 && BS == 64) kernels<128, 64>(k);
+  if (D == 128 && BS == 128) kernels<128, 128>(k);
+  if (D == 64 && BS == 64) kernels<64, 64>(k);
+  if (D == 64 && BS == 128) kernels<64, 128>(k);
+  if (!k[0]) { std::fprintf(stderr, "unsupported D/BS\n"); return 2; }
+
+  const int M = (N + BS - 1) / BS;
+  const int64_t elems = int64_t(H) * N * D;
+  Elem *q, *k_, *v, *o;
+  float *lse, *scores;
+  int32_t* idx;
+  CHECK(cudaMalloc(&q, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&k_, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&v, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&o, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&lse, int64_t(H) * N * sizeof(float)));
+  CHECK(cudaMalloc(&scores, int64_t(H) * M * M * sizeof(float)));
+  CHECK(cudaMalloc(&idx, int64_t(H) * M * M * sizeof(int32_t)));
+  fill<<<1024, 256>>>(q, elems, 1);
+  fill<<<1024, 256>>>(k_, elems, 2);
+  fill<<<1024, 256>>>(v, elems, 3);
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+
+  AttnParams p{};
+  p.q = q; p.k = k_; p.v = v; p.out = o; p.lse = lse; p.idx = idx; p.scores = scores;
+  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = int64_t(H) * N * D;
+  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = int64_t(N) * D;
+  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = D;
+  p.batch = 1; p.heads = H; p.nq = N; p.nk = N; p.mq = M; p.mk = M;
+  p.scale = 1.f / std::sqrt(float(D));
+
+  int status = 0;
+  std::mt19937 rng(0);
+  std::vector<int32_t> perm(M);
+  for (int arg = 6; arg < argc; ++arg) {
+    const double density = std::atof(argv[arg]);
+    const int keep = std::max(1, int(std::lround(density * M)));
+    std::vector<int32_t> hidx(int64_t(H) * M * keep);
+    for (int64_t r = 0; r < int64_t(H) * M; ++r) {  // keep distinct random blocks per row, ascending
+      for (int i = 0; i < M; ++i) perm[i] = i;
+      for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (M - i)]);
+      std::sort(perm.begin(), perm.begin() + keep);
+      std::copy(perm.begin(), perm.begin() + keep, hidx.begin() + r * keep);
+    }
+    CHECK(cudaMemcpy(idx, hidx.data(), hidx.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    p.kmax = keep;
+    CHECK(k[0](p));
+    CHECK(cudaDeviceSynchronize());
+    const double max_err = check_rows(p, D, BS, hidx, rng);
+    const double ms = time_ms(k[0], p, iters, a, b);
+    const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N a multiple of BS here
+    std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sparse %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N, H,
+                density, keep, ms, flops / ms * 1e-9, max_err);
+    if (!(max_err < 2e-2)) status = 1;
+  }
+  if (std::getenv("LAB_SEARCH")) {  // the lse of the last sparse call stands in for a cached one
+    const double t_search = time_ms(k[1], p, iters, a, b), t_score = time_ms(k[2], p, iters, a, b);
+    // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
+    CHECK(k[1](p));
+    std::vector<float> hs(int64_t(H) * M * M);
+    CHECK(cudaMemcpy(hs.data(), scores, hs.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    double worst = 0.0;
+    for (int64_t r = 0; r < int64_t(H) * M; ++r) {
+      double sum = 0.0;
+      for (int j = 0; j < M; ++j) sum += hs[r * M + j];
+      worst = std::max(worst, std::abs(sum - std::min(BS, N - int(r % M) * BS)) / BS);
+    }
+    std::printf("D=%d bs=%d N=%d H=%d  attn_search %.3f ms  block_scores %.3f ms  max |row sum - rows| / rows %.2e\n", D,
+                BS, N, H, t_search, t_score, worst);
+    if (!(worst < 1e-3)) status = 1;
   }
   return status;
 }

@@ -88,7 +88,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   Tensor tQsQ = gmem_thr_copy.partition_D(sQ);
   Tensor tKgK = gmem_thr_copy.partition_S(gK);
   Tensor tKsK = gmem_thr_copy.partition_D(sK);
-  Tensor tKsK1 = gmem_thr_copy.partition_D(sV);
   Tensor tQcQ = gmem_thr_copy.partition_S(make_identity_tensor(make_shape(size<0>(sQ), size<1>(sQ))));
   Tensor tKVcKV = gmem_thr_copy.partition_S(make_identity_tensor(make_shape(size<0>(sK), size<1>(sK))));
 
@@ -102,7 +101,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   auto smem_copy_k = make_tiled_copy_B(typename Traits::SmemCopyAtom{}, tiled_mma);
   auto smem_thr_copy_k = smem_copy_k.get_thread_slice(tidx);
   Tensor tSsK = smem_thr_copy_k.partition_S(sK);
-  Tensor tSsK1 = smem_thr_copy_k.partition_S(sV);
 
   auto load_k = [&](int tile, auto& dst) {
     if ((tile + 1) * kBlockN <= p.nk) {
@@ -253,7 +251,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 
   if constexpr (kScores) {
     // Score pass: S = Q K^T again, tile by tile, reduced to one number per (query block, key
-    // block): sum of exp(scale * s - lse). K is double-buffered in the two key-tile buffers.
+    // block): sum of exp(scale * s - lse).
     // Row mi of this thread lies in query block (mi / 2) * 16 * kNWarps / kBlockSize of the tile.
     float* scores = p.scores + (bh * p.mq + static_cast<int64_t>(m_block) * kQ) * p.mk;
     const int q_blocks = min(kQ, p.mq - m_block * kQ);
@@ -268,11 +266,22 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
         scores[static_cast<int64_t>(qb) * p.mk + blk] = s;
       }
     };
-    if (ntiles > 0) load_k(0, tKsK);
-    cute::cp_async_fence();
+    // K ring of kStages buffers (the flash pass's K and V buffers are the first two): tile t
+    // lives in buffer t % kStages; one cp.async group per tile, committed even when empty so
+    // that "all but the newest kStages - 2 groups" is always "up to this tile".
+    constexpr int kStages = Traits::score_stages(kMode);
+    auto k_buffer = [&](int stage) { return make_tensor(sK.data() + stage * size(sK), typename Traits::SmemLayoutKV{}); };
+#pragma unroll
+    for (int t = 0; t < kStages - 1; ++t) {
+      if (t < ntiles) {
+        Tensor dst = gmem_thr_copy.partition_D(k_buffer(t));
+        load_k(t, dst);
+      }
+      cute::cp_async_fence();
+    }
     // No P @ V here, so the registers of the O accumulator are free: hold all of Q in them and
     // read only K from shared memory per tile (half the smem traffic of the flash pass).
-    cp_async_wait<0>();
+    cp_async_wait<kStages - 2>();  // Q (block_scores: loaded with tile 0) and tile 0
     __syncthreads();
     cute::copy(smem_copy_q, tSsQ, smem_thr_copy_q.retile_D(tSrQ));
     float partial[kQ];
@@ -280,21 +289,18 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
     for (int qb = 0; qb < kQ; ++qb) partial[qb] = 0.f;
 #pragma unroll 1  // unrolled copies keep two tiles' fragments live (spills at block 128)
     for (int tile = 0; tile < ntiles; ++tile) {
-      const int buf = tile & 1;
-      cp_async_wait<0>();
-      __syncthreads();  // K(tile) landed; the other buffer and the previous partials are free
-      if (tile + 1 < ntiles) {
-        if (buf) load_k(tile + 1, tKsK); else load_k(tile + 1, tKsK1);
-        cute::cp_async_fence();
+      cp_async_wait<kStages - 2>();
+      __syncthreads();  // K(tile) landed; the buffer of tile - 1 and the previous partials are free
+      if (tile + kStages - 1 < ntiles) {
+        Tensor dst = gmem_thr_copy.partition_D(k_buffer((tile + kStages - 1) % kStages));
+        load_k(tile + kStages - 1, dst);
       }
+      cute::cp_async_fence();
       if (tile % kT == 0 && tile > 0 && tidx == 0) finalize(tile / kT - 1);
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       clear(acc_s);
-      if (buf) {
-        gemm_rs(acc_s, tSrQ, tSrK, tSsK1, tiled_mma, smem_copy_k, smem_thr_copy_k);
-      } else {
-        gemm_rs(acc_s, tSrQ, tSrK, tSsK, tiled_mma, smem_copy_k, smem_thr_copy_k);
-      }
+      gemm_rs(acc_s, tSrQ, tSrK, smem_thr_copy_k.partition_S(k_buffer(tile % kStages)), tiled_mma, smem_copy_k,
+              smem_thr_copy_k);
       Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
       const int valid_cols = p.nk - tile * kBlockN;
       if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);

@@ -20,7 +20,7 @@ cudaError_t run_attention(const AttnParams& params, cudaStream_t stream) {
   constexpr int kBlockM = kMode == Mode::kSparse ? kBlockSize : 128;
   using Traits = AttnTraits<kHeadDim, kBlockSize, kBlockM, ElementOf<kDType>>;
   auto kernel = &attention_kernel<Traits, kMode>;
-  constexpr int smem = Traits::kSmemBytes;
+  constexpr int smem = Traits::smem_bytes(kMode);
   if constexpr (smem >= 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;

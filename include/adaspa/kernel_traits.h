@@ -7,6 +7,8 @@
 
 #include <type_traits>
 
+#include "adaspa/params.h"
+
 namespace adaspa {
 
 using namespace cute;
@@ -62,8 +64,17 @@ struct AttnTraits {
 
   static constexpr int kSmemQBytes = size(SmemLayoutQ{}) * sizeof(Element);
   static constexpr int kSmemKVBytes = size(SmemLayoutKV{}) * sizeof(Element);
-  // Q, then two key-tile buffers: K and V in the flash pass, K double-buffered in the score pass.
-  static constexpr int kSmemBytes = kSmemQBytes + 2 * kSmemKVBytes;
+
+  // K tiles in flight in the score pass. A score tile is short (Q K^T and exp, no P @ V), so two
+  // buffers left the L2 latency exposed; deeper where shared memory allows it at the CTAs per SM
+  // the mode runs (block_scores: 3 x 128 threads; attn_search: 2, register-bound by its flash pass).
+  static constexpr int score_stages(Mode mode) {
+    if (mode == Mode::kSparse) return 2;
+    if (kHeadDim == 64) return 4;
+    return mode == Mode::kSearch ? 3 : 2;
+  }
+  // Q, then the key-tile buffers: K and V in the flash pass, the score pass's K ring.
+  static constexpr int smem_bytes(Mode mode) { return kSmemQBytes + score_stages(mode) * kSmemKVBytes; }
 };
 
 }  // namespace adaspa
