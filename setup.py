@@ -73,6 +73,12 @@ def write_build_config(with_cuda, archs, kernels):
         p.write_text(text)
 
 
+def read_nvcc_flags():
+    """csrc/nvcc_flags.txt: the code-generation flags every build of the kernels uses."""
+    lines = (ROOT / "csrc" / "nvcc_flags.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
 def make_extension():
     src = read_sources()
     gen_dir = ROOT / "build" / "generated"
@@ -101,7 +107,7 @@ def make_extension():
         "-O3", "-DADASPA_WITH_CUDA",
         "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
         "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-        "--expt-relaxed-constexpr", "--use_fast_math", "-lineinfo",
+        *read_nvcc_flags(),
         # cute is header-heavy; these keep nvcc warnings about it quiet.
         "-diag-suppress=177,550", "-Xcudafe", "--diag_suppress=esa_on_defaulted_function_ignored",
     ]

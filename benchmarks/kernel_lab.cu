@@ -1,6 +1,7 @@
-// Standalone timing of the sparse attention kernel, without torch: build it on any machine with
-// nvcc (benchmarks/kernel_lab.sh), carry the binaries to the GPU, compare kernel variants in one
-// process each. Checks a few output rows against a double-precision host reference first.
+// Standalone timing of the attention kernels, without torch: build it on any machine with nvcc
+// (bash benchmarks/kernel_lab.sh OUT [ARCH]: the extension's nvcc flags), carry the binary to the
+// GPU machine, compare kernel variants there in one process each. Checks 16 output rows against
+// a double-precision host reference, and that every row of block scores sums to its row count.
 // Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
 //        (LAB_SEARCH=1 also times attn_search and block_scores on the shape)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)

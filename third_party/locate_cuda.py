@@ -25,3 +25,7 @@ def find_cuda_home():
         if _is_toolkit(c):
             return c
     return None
+
+
+if __name__ == "__main__":
+    print(find_cuda_home() or "", end="")
