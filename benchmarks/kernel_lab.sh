@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1; arch=${2:-90a}; shift $(( $# >= 2 ? 2 : 1 ))
-py=${PYTHON:-python3}
+py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 cuda=$($py third_party/locate_cuda.py)
 cutlass=$($py third_party/locate_cutlass.py)
 mapfile -t flags < <(grep -v '^#' csrc/nvcc_flags.txt | sed '/^\s*$/d')

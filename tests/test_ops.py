@@ -108,6 +108,28 @@ def test_bad_index_entries_are_padding_and_check_mode_raises(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bs", [64, 128])
+@pytest.mark.parametrize("density", [0.5, 1.0])
+def test_sparse_attn_growing_logits(device, bs, density):
+    """Keys scaled up along the sequence: each row's running max grows many times by more than
+    the kernels' conditional-rescale threshold (8 in log2 units) and stays stale in between, the
+    two paths of the online softmax that random N(0, 1) logits never leave the first tile for."""
+    nq, nk, d = 300, 1500, 128
+    q, k, v = make_qkv(1, 2, nq, nk, d, torch.bfloat16, device)
+    ramp = torch.linspace(0.5, 12.0, nk, device=device).view(1, 1, nk, 1)
+    k = (k.float() * ramp).to(torch.bfloat16)
+    mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+    idx = random_idx(1, 2, mq, mk, mk, density=density, device=device)
+    run_sparse_and_check(q, k, v, idx, bs, f"sparse_attn growing logits bs={bs} density={density}")
+    if density == 1.0:  # the dense flash pass of attn_search
+        out, lse, _ = A.attn_search(q, k, v, bs)
+        ref_out, ref_lse = R.dense_attn_ref(q, k, v)
+        assert_within_torch_error(out, ref_out, F.scaled_dot_product_attention(q, k, v), floor_for(q.dtype),
+                                  "search out, growing logits")
+        check_lse(lse, ref_lse, "search lse, growing logits")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("d,bs", [(64, 64), (128, 128), (128, 64), (64, 128)])
 def test_attn_search(device, dtype, d, bs):

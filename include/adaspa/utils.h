@@ -93,9 +93,9 @@ __device__ __forceinline__ void copy_rows(TiledCopy tiled_copy, TS const& src, T
   }
 }
 
-// 2^x as one MUFU.EX2 instruction (flush-to-zero: results below 2^-126 become 0, 2^-inf = 0).
-// exp2f() without --use_fast_math adds a range check and two predicated multiplies per call: in
-// the flash mainloop that was ~170 of ~1480 instructions per warp and key tile.
+// 2^x as one MUFU.EX2 instruction (flush-to-zero: results below 2^-126 become 0, 2^-inf = 0),
+// whatever the build flags: exp2f() without --use_fast_math adds a range check and two
+// predicated multiplies per call (~170 of ~1480 instructions per warp and tile of the mainloop).
 __device__ __forceinline__ float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
