@@ -102,13 +102,11 @@ float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEven
 }
 
 // Max |out - reference| over 16 random rows (double precision on the host, the same idx rows).
-double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>& hidx, std::mt19937& rng) {
-  const int64_t elems = int64_t(p.heads) * p.nq * D;
-  std::vector<Elem> hq(elems), hk(elems), hv(elems), ho(elems);
-  CHECK(cudaMemcpy(hq.data(), p.q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hk.data(), p.k, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hv.data(), p.v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(ho.data(), p.out, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+// hq, hk, hv: host copies of p.q, p.k, p.v.
+double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>& hidx, std::mt19937& rng,
+                  const std::vector<Elem>& hq, const std::vector<Elem>& hk, const std::vector<Elem>& hv) {
+  std::vector<Elem> ho(hq.size());
+  CHECK(cudaMemcpy(ho.data(), p.out, ho.size() * sizeof(Elem), cudaMemcpyDeviceToHost));
   const int N = p.nq, M = p.mq, H = p.heads, keep = p.kmax;
   auto at = [&](const std::vector<Elem>& x, int h, int r, int i) { return double(float(x[(int64_t(h) * N + r) * D + i])); };
   double max_err = 0.0;
@@ -169,6 +167,10 @@ int main(int argc, char** argv) {
   fill<<<1024, 256>>>(q, elems, 1);
   fill<<<1024, 256>>>(k_, elems, 2);
   fill<<<1024, 256>>>(v, elems, 3);
+  std::vector<Elem> hq(elems), hk(elems), hv(elems);
+  CHECK(cudaMemcpy(hq.data(), q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hk.data(), k_, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hv.data(), v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
@@ -198,7 +200,7 @@ int main(int argc, char** argv) {
     p.kmax = keep;
     CHECK(k[0](p));
     CHECK(cudaDeviceSynchronize());
-    const double max_err = check_rows(p, D, BS, hidx, rng);
+    const double max_err = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
     const double ms = time_ms(k[0], p, iters, a, b);
     const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N a multiple of BS here
     std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sparse %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N, H,
