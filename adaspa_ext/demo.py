@@ -27,11 +27,7 @@ import torch.nn.functional as F
 from .config import AdaSpaConfig
 from .presets import PRESETS
 from .runtime import AdaSpaSession, TextSpec, adaspa_attention, unpack_block_mask
-from .workload import VideoAttentionWorkload, timed
-
-
-def rel_err(out, ref):
-    return (torch.linalg.vector_norm((out - ref).float()) / torch.linalg.vector_norm(ref.float())).item()
+from .workload import VideoAttentionWorkload, rel_err, timed, warm_up
 
 
 def run_schedule(preset, cfg, layers, device, dtype, progress=True, steps=None):
@@ -40,14 +36,9 @@ def run_schedule(preset, cfg, layers, device, dtype, progress=True, steps=None):
     session = AdaSpaSession(cfg)
     text = TextSpec(preset.text_tokens, preset.text_first)
     steps = cfg.num_steps if steps is None else steps
-    # Warm every op once, untimed (CUDA lazy module loading): a model pays that once per process.
     q, k, v = wl.qkv(0, 0, cfg.num_steps)
-    warm = AdaSpaSession(cfg, record=False)
-    for step in sorted({cfg.search_steps[0], min(cfg.search_steps[0] + 1, cfg.num_steps - 1), cfg.search_steps[-1]}):
-        warm.set_step(step)
-        adaspa_attention(q, k, v, warm.state(0), warm, text, 0)
+    warm_up(q, k, v, cfg, text)
     F.scaled_dot_product_attention(q, k, v)
-    del warm
     records = []
     it = range(steps)
     if progress:

@@ -27,7 +27,7 @@ from .config import AdaSpaConfig
 from .presets import Preset
 
 __all__ = ["TextSpec", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask", "unpack_block_mask",
-           "forced_key_blocks", "estimate_cache_bytes"]
+           "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,16 @@ def unpack_block_mask(packed: Tensor, mk: int, width: int) -> Tensor:
     return out[..., :width]
 
 
+def text_block_span(lo: int, hi: int, block_size: int) -> tuple[int, int]:
+    """Key blocks [first, end) holding any token of [lo, hi) (the text sink); (0, 0) if empty."""
+    return (lo // block_size, math.ceil(hi / block_size)) if hi > lo else (0, 0)
+
+
 def forced_key_blocks(mk: int, lo: int, hi: int, block_size: int, device) -> Tensor:
     """bool [mk]: key blocks holding any token of [lo, hi) (the text sink)."""
-    start = torch.arange(mk, device=device) * block_size
-    return (start < hi) & (start + block_size > lo)
+    first, end = text_block_span(lo, hi, block_size)
+    blocks = torch.arange(mk, device=device)
+    return (blocks >= first) & (blocks < end)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +104,13 @@ class LayerState:
     def nbytes(self) -> int:
         own = sum(t.numel() * t.element_size() for t in (self.lse, self.mask, self.keep, self.recall) if t is not None)
         return own + sum(s.nbytes() for s in self.sub.values())
+
+
+def branch_state(states: list[LayerState], branch: int) -> LayerState:
+    """states[branch] of a layer's per-branch list, growing the list as branches appear."""
+    while len(states) <= branch:
+        states.append(LayerState())
+    return states[branch]
 
 
 class AdaSpaSession:
@@ -152,11 +165,7 @@ class AdaSpaSession:
         return self._layers.setdefault(key, [])
 
     def state(self, key, branch: int | None = None) -> LayerState:
-        states = self.layer_states(key)
-        b = self.branch if branch is None else branch
-        while len(states) <= b:
-            states.append(LayerState())
-        return states[b]
+        return branch_state(self.layer_states(key), self.branch if branch is None else branch)
 
     def cache_bytes(self) -> int:
         return sum(s.nbytes() for states in self._layers.values() for s in states)
@@ -202,13 +211,13 @@ def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st
 
 def _video_attention(q_v, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int):
     bs = cfg.block_size
-    nk = k.shape[2]
-    mk = math.ceil(nk / bs)
-    n_forced = (math.ceil(text_hi / bs) - text_lo // bs) if text_hi > text_lo else 0
-    mk_video = mk - n_forced
-    width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
+    mk = math.ceil(k.shape[2] / bs)
     if phase == "sparse":  # the hot path: only the cached pattern is needed
         return ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)[0]
+    first, end = text_block_span(text_lo, text_hi, bs)
+    n_forced = end - first
+    mk_video = mk - n_forced
+    width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
     forced = forced_key_blocks(mk, text_lo, text_hi, bs, q_v.device) if n_forced else None
     if phase == "search_fused":
         out, lse, scores = ops.attn_search(q_v, k, v, bs)

@@ -22,7 +22,9 @@ import time
 import torch
 from torch import Tensor
 
+from .config import AdaSpaConfig
 from .presets import Preset
+from .runtime import AdaSpaSession, TextSpec, adaspa_attention
 
 
 class VideoAttentionWorkload:
@@ -105,6 +107,21 @@ class VideoAttentionWorkload:
         b = self.p.batch
         out = [t.to(self.dtype).unsqueeze(0).expand(b, -1, -1, -1).contiguous() for t in (q, k, v)]
         return out[0], out[1], out[2]
+
+
+def rel_err(out: Tensor, ref: Tensor) -> float:
+    """Relative L2 error of out against ref."""
+    return (torch.linalg.vector_norm((out - ref).float()) / torch.linalg.vector_norm(ref.float())).item()
+
+
+def warm_up(q: Tensor, k: Tensor, v: Tensor, config: AdaSpaConfig, text: TextSpec) -> None:
+    """Run every phase of the schedule once on a throwaway session (CUDA lazy module loading):
+    a model pays that once per process, not per layer and step; timed loops start after it."""
+    warm = AdaSpaSession(config, record=False)
+    first = config.search_steps[0]
+    for step in sorted({first, min(first + 1, config.num_steps - 1), config.search_steps[-1]}):
+        warm.set_step(step)
+        adaspa_attention(q, k, v, warm.state(0), warm, text, 0)
 
 
 def timed(fn, device) -> tuple:

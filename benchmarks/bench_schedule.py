@@ -23,8 +23,9 @@ from adaspa_ext import baselines, ops  # noqa: E402
 from adaspa_ext import reference  # noqa: E402
 from adaspa_ext.config import AdaSpaConfig  # noqa: E402
 from adaspa_ext.presets import PRESETS  # noqa: E402
-from adaspa_ext.runtime import AdaSpaSession, TextSpec, adaspa_attention, forced_key_blocks, unpack_block_mask  # noqa: E402
-from adaspa_ext.workload import VideoAttentionWorkload, timed  # noqa: E402
+from adaspa_ext.runtime import (AdaSpaSession, TextSpec, adaspa_attention, forced_key_blocks,  # noqa: E402
+                                text_block_span, unpack_block_mask)
+from adaspa_ext.workload import VideoAttentionWorkload, rel_err, timed, warm_up  # noqa: E402
 
 
 def event_ms(fn):
@@ -48,15 +49,9 @@ def schedule_run(preset, cfg, dev, flex=True):
     rows = []
     block_mask = None
     bs = cfg.block_size
-    # Warm every op once outside the timed loop (CUDA lazy module loading, cuDNN plans): a model
-    # pays that once per process, not per layer and step.
     q, k, v = wl.qkv(0, 0)
-    baselines.sdpa(q, k, v, dense)
-    warm = AdaSpaSession(cfg, record=False)
-    for step in (cfg.search_steps[0], cfg.search_steps[0] + 1, cfg.search_steps[-1]):
-        warm.set_step(step)
-        adaspa_attention(q, k, v, warm.state(0), warm, text, 0)
-    del warm
+    baselines.sdpa(q, k, v, dense)  # cuDNN plans, outside the timed loop like warm_up
+    warm_up(q, k, v, cfg, text)
     for step in range(cfg.num_steps):
         q, k, v = wl.qkv(0, step, cfg.num_steps)
         session.set_step(step)
@@ -95,9 +90,9 @@ def schedule_run(preset, cfg, dev, flex=True):
 
 
 def quality(preset, sparsity, dev, layers=2, eval_steps=(10, 20, 30, 40, 49)):
-    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
     """Mean recall (exact-LSE kept mass) and relative output error at eval steps for AdaSpa, a
     fixed sparsity for all heads, and a static local window of AdaSpa's density."""
+    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
     base = AdaSpaConfig(sparsity=sparsity)
     fixed = AdaSpaConfig(sparsity=sparsity, head_adaptive=False)
     wl = VideoAttentionWorkload(preset, device=dev, dtype=dtype)
@@ -131,7 +126,7 @@ def quality(preset, sparsity, dev, layers=2, eval_steps=(10, 20, 30, 40, 49)):
                     o_v, _ = ops.sparse_attn(q_v, k, v, idx.contiguous(), bs)
                 sel = reference.block_mask_from_idx(idx, mk).float()
                 rec.append(((scores * sel).sum(-1) / scores.sum(-1)).mean().item())
-                err.append((torch.linalg.vector_norm((o_v - ref_v).float()) / torch.linalg.vector_norm(ref_v.float())).item())
+                err.append(rel_err(o_v, ref_v))
                 dens.append((idx >= 0).float().sum(-1).mean().item() / mk)
         out[name] = dict(recall=sum(rec) / len(rec), err=sum(err) / len(err), density=sum(dens) / len(dens))
     return out
@@ -142,14 +137,14 @@ def window_index(nq, nk, bs, total, preset, dev):
     position (clipped at the ends), `total` blocks in all."""
     mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
     nt = preset.text_tokens
-    n_forced = (math.ceil((nt if preset.text_first else nk) / bs) - (0 if preset.text_first else preset.video_tokens // bs)) if nt else 0
-    width = max(1, total - n_forced)
+    lo, hi = (0, nt) if preset.text_first else (preset.video_tokens, nk)
+    first, end = text_block_span(lo, hi, bs)
+    width = max(1, total - (end - first))
     off = nt if preset.text_first else 0
     centre = (torch.arange(mq, device=dev) * bs + off) // bs
     start = torch.clamp(centre - width // 2, 0, max(0, mk - width))
     blocks = start.unsqueeze(-1) + torch.arange(width, device=dev)
-    lo, hi = (0, nt) if preset.text_first else (preset.video_tokens, nk)
-    forced = forced_key_blocks(mk, lo, hi, bs, dev) if nt else torch.zeros(mk, dtype=torch.bool, device=dev)
+    forced = forced_key_blocks(mk, lo, hi, bs, dev)
     m = torch.zeros(mq, mk + 1, dtype=torch.bool, device=dev)
     m.scatter_(-1, blocks.clamp(max=mk - 1), True)
     m[:, :mk] |= forced

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AdaSpaConfig
-from ..runtime import AdaSpaSession, LayerState, TextSpec, adaspa_attention
+from ..runtime import AdaSpaSession, TextSpec, adaspa_attention, branch_state
 
 __all__ = ["apply", "remove", "FAMILIES"]
 
@@ -82,17 +82,12 @@ class AdaSpaProcessor:
             else encoder_hidden_states.shape[1]
         return self._call(self.original, attn, hidden_states, encoder_hidden_states, *args, **kwargs)
 
-    def _state(self):
-        """This layer's state for the current CFG branch. Indexed in a list held by the processor,
-        not looked up by layer key, so compiled blocks share their graphs."""
-        b = self.session.branch
-        while len(self.states) <= b:
-            self.states.append(LayerState())
-        return self.states[b]
-
     def _attend(self, q, k, v):  # [B, H, N, D]
         text = TextSpec(self._text_len, bool(self.family.text_first)) if self._text_len else TextSpec()
-        return adaspa_attention(q, k, v, self._state(), self.session, text, self.key)
+        # The state comes from the list this processor holds, not a lookup by layer key, so
+        # compiled blocks share their graphs.
+        state = branch_state(self.states, self.session.branch)
+        return adaspa_attention(q, k, v, state, self.session, text, self.key)
 
     def _dispatch(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
         # diffusers' dispatch_attention_fn: [B, N, H, D] in and out. attn_mask is HunyuanVideo's
