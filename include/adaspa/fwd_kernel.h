@@ -160,7 +160,12 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 
       gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
       Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
-      if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);
+      if (valid_cols < kBlockN) {  // only the last tile of K, and only when Nk % 64 != 0
+        mask_cols(s_rc, valid_cols);
+        // Keeps this a branch: without it ptxas predicated the mask into every tile of the
+        // dense pass (64 FSEL + 32 ISETP issued per thread and tile, predicated off).
+        __syncwarp();
+      }
 
       cp_async_wait<0>();
       __syncthreads();  // V(tile) landed; every warp is done reading K(tile)
