@@ -3,7 +3,8 @@
 // GPU machine, compare kernel variants there in one process each. Checks 16 output rows against
 // a double-precision host reference, and that every row of block scores sums to its row count.
 // Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
-//        (LAB_SEARCH=1 also times attn_search and block_scores on the shape)
+//        (LAB_SEARCH=1 also times attn_search and block_scores on the shape; LAB_GAUSS=1: ~N(0, 1)
+//        data like bench_kernels.py instead of uniform [-1, 1))
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
 #include <cuda_runtime_api.h>
 
@@ -29,11 +30,16 @@ using Elem = cutlass::bfloat16_t;
     }                                                                               \
   } while (0)
 
-__global__ void fill(Elem* x, int64_t n, uint32_t seed) {
+// Uniform in [-1, 1), or (gauss) close to N(0, 1): the sum of four uniforms, rescaled.
+__global__ void fill(Elem* x, int64_t n, uint32_t seed, bool gauss) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 16; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
-    x[i] = Elem((h & 0xffff) / 32768.f - 1.f);
+    float acc = 0.f;
+    for (int j = 0; j < (gauss ? 4 : 1); ++j) {
+      uint32_t h = (uint32_t(i) * 4u + j) * 2654435761u ^ seed;
+      h ^= h >> 16; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+      acc += (h & 0xffff) / 32768.f - 1.f;
+    }
+    x[i] = Elem(gauss ? acc * 0.8660254f : acc);  // variance 4 / 3 -> 1
   }
 }
 
@@ -191,9 +197,10 @@ int main(int argc, char** argv) {
   CHECK(cudaMalloc(&lse, int64_t(H) * N * sizeof(float)));
   CHECK(cudaMalloc(&scores, int64_t(H) * M * M * sizeof(float)));
   CHECK(cudaMalloc(&idx, int64_t(H) * M * M * sizeof(int32_t)));
-  fill<<<1024, 256>>>(q, elems, 1);
-  fill<<<1024, 256>>>(k_, elems, 2);
-  fill<<<1024, 256>>>(v, elems, 3);
+  const bool gauss = std::getenv("LAB_GAUSS") != nullptr;  // torch.randn-like data, as in bench_kernels.py
+  fill<<<1024, 256>>>(q, elems, 1, gauss);
+  fill<<<1024, 256>>>(k_, elems, 2, gauss);
+  fill<<<1024, 256>>>(v, elems, 3, gauss);
   std::vector<Elem> hq(elems), hk(elems), hv(elems);
   CHECK(cudaMemcpy(hq.data(), q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
   CHECK(cudaMemcpy(hk.data(), k_, elems * sizeof(Elem), cudaMemcpyDeviceToHost));

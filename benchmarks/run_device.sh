@@ -22,7 +22,7 @@ for s in $stages; do
       echo "build: $(( $(date +%s) - start )) s (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS)"
       grep -E "spill|registers" "$OUT/build.log" | sort | uniq -c | head -20 ;;
     test)
-      python3 -m pytest -q -rs tests/ > "$OUT/tests.log" 2>&1
+      python3 -m pytest -rs tests/ > "$OUT/tests.log" 2>&1  # no -q here: -qq (with PYTEST_ADDOPTS=-q) drops the summary line
       grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
       grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 ;;
     bench)
