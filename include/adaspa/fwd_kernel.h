@@ -31,7 +31,9 @@ __device__ __forceinline__ int acc_row(int mi_flat) {
   return (mi_flat / 2) * (16 * kNWarps) + warp * 16 + lane / 4 + (mi_flat % 2) * 8;
 }
 
-// Columns >= valid_cols of an S tile -> -inf.
+// Columns >= valid_cols of an S tile -> -inf. Callers branch to it only for the partial last tile
+// of K; the __syncwarp keeps that a branch: without it ptxas predicated the mask into every tile
+// of attn_search's dense pass (64 FSEL + 32 ISETP issued per thread and tile, predicated off).
 template <typename TensorS>
 __device__ __forceinline__ void mask_cols(TensorS& s_rowcol, int valid_cols) {
   const int lane = threadIdx.x % 32;
@@ -43,6 +45,7 @@ __device__ __forceinline__ void mask_cols(TensorS& s_rowcol, int valid_cols) {
       for (int mi = 0; mi < size<0>(s_rowcol); ++mi) s_rowcol(mi, nj) = -INFINITY;
     }
   }
+  __syncwarp();
 }
 
 // CTAs per SM the compiler must fit in registers: the score-only kernel has no O accumulator,
@@ -160,12 +163,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 
       gemm_ss(acc_s, tSrQ, tSrK, tSsQ, tSsK, tiled_mma, smem_copy_q, smem_copy_k, smem_thr_copy_q, smem_thr_copy_k);
       Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
-      if (valid_cols < kBlockN) {  // only the last tile of K, and only when Nk % 64 != 0
-        mask_cols(s_rc, valid_cols);
-        // Keeps this a branch: without it ptxas predicated the mask into every tile of the
-        // dense pass (64 FSEL + 32 ISETP issued per thread and tile, predicated off).
-        __syncwarp();
-      }
+      if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);  // the last tile of K, if Nk % 64 != 0
 
       cp_async_wait<0>();
       __syncthreads();  // V(tile) landed; every warp is done reading K(tile)
