@@ -26,7 +26,11 @@ for s in $stages; do
       grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
       grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 ;;
     bench)
+      # SM clock, power and temperature every 200 ms while it runs (what moves single timings)
+      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 200 > "$OUT/clocks.csv" 2>&1 &
+      smi=$!
       python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" > "$OUT/bench_kernels.txt" 2>&1
+      kill $smi 2>/dev/null || true
       tail -n 45 "$OUT/bench_kernels.txt" ;;
     sanitize)
       bash benchmarks/sanitize.sh > "$OUT/sanitize.log" 2>&1; tail -20 "$OUT/sanitize.log" ;;
