@@ -57,31 +57,6 @@ def time_ms(fn, warmup: int = 2, reps: int = 10) -> float:
     return statistics.median(times)
 
 
-def paired_time_ms(fn_a, fn_b, pairs: int = 10, warmup: int = 1) -> tuple[float, float]:
-    """Median milliseconds of fn_a() and fn_b(), timed call for call alternately (a, b, a, b, ...)
-    so that both see the same clock and power state; the ratio of the two is what to compare."""
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    ta, tb = [], []
-    for _ in range(pairs):
-        for fn, acc in ((fn_a, ta), (fn_b, tb)):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                fn()
-                b.record()
-                b.synchronize()
-                acc.append(a.elapsed_time(b))
-            else:
-                import time
-                t = time.perf_counter()
-                fn()
-                acc.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ta), statistics.median(tb)
-
-
 def fmt(v, spec: str) -> str:
     if v is None:
         return "n/a"
