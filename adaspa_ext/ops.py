@@ -110,7 +110,8 @@ def sparse_attn(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, block_size: int = 
 
 def attn_search(q: Tensor, k: Tensor, v: Tensor, block_size: int = 64,
                 scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Fused search: dense attention (out, lse) plus block scores in one launch.
+    """Search: dense attention (out, lse) plus block scores from that lse, in one op (on CUDA two
+    launches on the current stream: the dense forward, then the score pass; no L x L buffer).
 
     scores float32 [B, H, Mq, Mk]: S[i, j] = sum over rows r of query block i and keys c of key
     block j of exp(scale * q_r . k_c - lse_r). Each row's probabilities sum to 1, so

@@ -40,7 +40,7 @@ def test_long_odd_sequence(d, bs):
     yard = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=tmask)
     assert_within_torch_error(out[:, :, rows], ref_out, yard, 2e-3, "long sparse")
     check_lse(lse[:, :, rows], ref_lse, "long sparse lse")
-    # fused search on the same input: dense out / lse and the row sums of the scores
+    # search on the same input: dense out / lse and the row sums of the scores
     out_d, lse_d, scores = A.attn_search(q, k, v, bs)
     full = torch.arange(mk, device="cuda", dtype=torch.int32).expand(1, 2, mq, mk)
     ref_out_d, ref_lse_d, _ = rows_subset_reference(q, k, v, full, bs, rows)

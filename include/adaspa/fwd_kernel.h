@@ -1,15 +1,18 @@
-// The attention kernel: one CTA per (query tile, head, batch). Three modes share one flash
-// mainloop (FlashAttention-2 structure: Q in smem, K / V tiles by cp.async overlapped with the
-// two GEMMs, online softmax in registers) and one score pass:
-//   kSparse  flash pass over the key blocks of the idx row             -> out, lse
-//   kSearch  flash pass over all key blocks, then the score pass using
-//            the final lse just computed (no L x L buffer)             -> out, lse, scores
-//   kScore   the score pass alone with a given lse (no P @ V)          -> scores
+// The attention kernel: one CTA per (query tile, head, batch). One flash mainloop
+// (FlashAttention-2 structure: Q in smem, K / V tiles by cp.async overlapped with the two GEMMs,
+// online softmax in registers) and one score pass:
+//   kSparse  flash pass over the key blocks of the idx row          -> out, lse
+//   kSearch  flash pass over all key blocks                         -> out, lse
+//   kScore   score pass: Q K^T again, exp(s - lse) summed per
+//            (query block, key block), with a given lse (no P @ V)  -> scores
+// attn_search is a kSearch launch, then a kScore launch reading the lse just written (see
+// fwd_launch.h for why two launches); block_scores is the kScore launch with a cached lse.
 #pragma once
 
 #include <cute/tensor.hpp>
 
 #include <cmath>
+#include <type_traits>
 
 #include "adaspa/block_iterator.h"
 #include "adaspa/kernel_traits.h"
@@ -61,7 +64,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   constexpr int kQ = Traits::kQBlocksPerCta;
   static_assert(kMode != Mode::kSparse || kQ == 1, "a sparse CTA walks exactly one idx row");
   constexpr bool kFlash = kMode != Mode::kScore;
-  constexpr bool kScores = kMode != Mode::kSparse;
 
   extern __shared__ __align__(128) char smem[];
   // Score pass: per-warp sums of each key tile, for the blocks being reduced (two in flight).
@@ -116,9 +118,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   // Q once, rows past Nq zero-filled.
   copy_rows<false>(gmem_tiled_copy, tQgQ, tQsQ, tQcQ, rows_valid);
 
-  // Per-row log2-domain LSE this thread needs in the score pass: 2 * MMA_M rows.
+  // Rows of the accumulators this thread holds: 2 * MMA_M.
   constexpr int kRows = 2 * (kBlockM / (16 * kNWarps));
-  float lse_log2[kRows];
   const float scale_log2 = p.scale * kLog2e;
 
   if constexpr (kFlash) {
@@ -232,7 +233,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       const float inv = sum > 0.f ? 1.f / sum : 0.f;
       const float lse = sum > 0.f ? row_max[mi] * p.scale + __logf(sum) : -INFINITY;
       const int r = acc_row<kNWarps>(mi);
-      lse_log2[mi] = r < rows_valid ? lse * kLog2e : INFINITY;  // rows past Nq add nothing to scores
       if (r < rows_valid) {
         if (lane % 4 == 0) lse_out[r] = lse;
         Element* orow = out + static_cast<int64_t>(m_block * kBlockM + r) * p.o_row_stride + (lane % 4) * 2;
@@ -245,35 +245,38 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
         }
       }
     }
-    if constexpr (kScores) __syncthreads();  // smem K / V buffers are reused by the score pass
   } else {
+    // Per-row log2-domain LSE; rows past Nq add nothing to the scores.
+    float lse_log2[kRows];
     const float* lse_in = p.lse + bh * p.nq + static_cast<int64_t>(m_block) * kBlockM;
 #pragma unroll
     for (int mi = 0; mi < kRows; ++mi) {
       const int r = acc_row<kNWarps>(mi);
       lse_log2[mi] = r < rows_valid ? lse_in[r] * kLog2e : INFINITY;
     }
-  }
 
-  if constexpr (kScores) {
     // Score pass: S = Q K^T again, tile by tile, reduced to one number per (query block, key
     // block): sum of exp(scale * s - lse).
     // Row mi of this thread lies in query block (mi / 2) * 16 * kNWarps / kBlockSize of the tile.
     float* scores = p.scores + (bh * p.mq + static_cast<int64_t>(m_block) * kQ) * p.mk;
     const int q_blocks = min(kQ, p.mq - m_block * kQ);
-    auto finalize = [&](int blk) {  // one thread: sum the tiles' and warps' partials of key block blk
+    // Key block blk is summed over its tiles' and the warps' partials by warp blk % kNWarps, lane qb
+    // for query block qb: the duty rotates over the warps, which sit on different schedulers (with
+    // thread 0 alone doing it, one scheduler carried it for every tile of every CTA on the SM).
+    auto finalize = [&](int blk) {
+      if (warp != blk % kNWarps || lane >= q_blocks) return;
       const int tiles = min(kT, ntiles - blk * kT);
-      for (int qb = 0; qb < q_blocks; ++qb) {
-        float s = 0.f;
-        for (int u = 0; u < tiles; ++u) {
+      float s = 0.f;
 #pragma unroll
-          for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][u][qb][w];
+      for (int u = 0; u < kT; ++u) {
+        if (u < tiles) {
+#pragma unroll
+          for (int w = 0; w < kNWarps; ++w) s += warp_partial[blk & 1][u][lane][w];
         }
-        scores[static_cast<int64_t>(qb) * p.mk + blk] = s;
       }
+      scores[static_cast<int64_t>(lane) * p.mk + blk] = s;
     };
-    // K ring of kStages buffers (the flash pass's K and V buffers are the first two): tile t
-    // lives in buffer t % kStages; one cp.async group per tile, committed even when empty so
+    // K ring of kStages buffers after Q: tile t lives in buffer t % kStages; one cp.async group per tile, committed even when empty so
     // that "all but the newest kStages - 2 groups" is always "up to this tile".
     constexpr int kStages = Traits::score_stages(kMode);
     auto k_buffer = [&](int stage) { return make_tensor(sK.data() + stage * size(sK), typename Traits::SmemLayoutKV{}); };
@@ -285,16 +288,18 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       }
       cute::cp_async_fence();
     }
-    // No P @ V here, so the registers of the O accumulator are free: hold all of Q in them and
-    // read only K from shared memory per tile (half the smem traffic of the flash pass).
-    cp_async_wait<kStages - 2>();  // Q (block_scores: loaded with tile 0) and tile 0
+    // No P @ V here, so no O accumulator: hold all of Q in registers and read only K from shared
+    // memory per tile (half the smem traffic of the flash pass).
+    cp_async_wait<kStages - 2>();  // Q (its group went with tile 0's) and tile 0
     __syncthreads();
     cute::copy(smem_copy_q, tSsQ, smem_thr_copy_q.retile_D(tSrQ));
     float partial[kQ];
 #pragma unroll
     for (int qb = 0; qb < kQ; ++qb) partial[qb] = 0.f;
-#pragma unroll 1  // unrolled copies keep two tiles' fragments live (spills at block 128)
-    for (int tile = 0; tile < ntiles; ++tile) {
+    // One tile; masked only for the partial last tile of K (Nk % 64 != 0), which is peeled off the
+    // loop: with the mask inside the loop ptxas may predicate it into every tile (64 FSEL + 20
+    // ISETP per thread and tile, seen at D 64 / block 64), whatever the branch says.
+    auto score_tile = [&](int tile, auto masked) {
       cp_async_wait<kStages - 2>();
       __syncthreads();  // K(tile) landed; the buffer of tile - 1 and the previous partials are free
       if (tile + kStages - 1 < ntiles) {
@@ -302,14 +307,13 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
         load_k(tile + kStages - 1, dst);
       }
       cute::cp_async_fence();
-      if (tile % kT == 0 && tile > 0 && tidx == 0) finalize(tile / kT - 1);
+      if (tile % kT == 0 && tile > 0) finalize(tile / kT - 1);
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       clear(acc_s);
       gemm_rs(acc_s, tSrQ, tSrK, smem_thr_copy_k.partition_S(k_buffer(tile % kStages)), tiled_mma, smem_copy_k,
               smem_thr_copy_k);
       Tensor s_rc = make_tensor(acc_s.data(), acc_rowcol(acc_s.layout()));
-      const int valid_cols = p.nk - tile * kBlockN;
-      if (valid_cols < kBlockN) mask_cols(s_rc, valid_cols);
+      if constexpr (decltype(masked)::value) mask_cols(s_rc, p.nk - tile * kBlockN);
 #pragma unroll
       for (int mi = 0; mi < kRows; ++mi) {
         constexpr int kRowsPerMmaM = 16 * kNWarps;
@@ -325,9 +329,13 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
         if (lane == 0) warp_partial[(tile / kT) & 1][tile % kT][qb][warp] = w;
         partial[qb] = 0.f;
       }
-    }
+    };
+    const int full_tiles = p.nk / kBlockN;
+#pragma unroll 1  // unrolled copies keep two tiles' fragments live (spills at block 128)
+    for (int tile = 0; tile < full_tiles; ++tile) score_tile(tile, std::false_type{});
+    if (full_tiles < ntiles) score_tile(full_tiles, std::true_type{});
     __syncthreads();
-    if (ntiles > 0 && tidx == 0) finalize((ntiles - 1) / kT);
+    if (ntiles > 0) finalize((ntiles - 1) / kT);
   }
 }
 

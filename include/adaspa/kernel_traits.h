@@ -66,14 +66,13 @@ struct AttnTraits {
   static constexpr int kSmemKVBytes = size(SmemLayoutKV{}) * sizeof(Element);
 
   // K tiles in flight in the score pass (a ring; a score tile is short: Q K^T and exp, no P @ V).
-  // Deeper than two where shared memory allows it at the CTAs per SM the mode runs (block_scores:
-  // 3 x 128 threads; attn_search: 2, register-bound by its flash pass). Measured gain 0-3 %.
+  // Deeper than two where shared memory allows it at the 3 x 128-thread CTAs per SM the score
+  // kernel runs. Measured gain 0-3 %. The flash passes use two buffers, K and V.
   static constexpr int score_stages(Mode mode) {
-    if (mode == Mode::kSparse) return 2;
-    if (kHeadDim == 64) return 4;
-    return mode == Mode::kSearch ? 3 : 2;
+    if (mode != Mode::kScore) return 2;
+    return kHeadDim == 64 ? 4 : 2;
   }
-  // Q, then the key-tile buffers: K and V in the flash pass, the score pass's K ring.
+  // Q, then the key-tile buffers: K and V (flash passes) or the K ring (score pass).
   static constexpr int smem_bytes(Mode mode) { return kSmemQBytes + score_stages(mode) * kSmemKVBytes; }
 };
 

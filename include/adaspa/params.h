@@ -9,8 +9,8 @@ namespace adaspa {
 // Which flavour of the one attention mainloop a launch runs (see fwd_kernel.h).
 enum class Mode : int {
   kSparse = 0,  // sparse_attn: visit only the key blocks listed in idx; write out, lse
-  kSearch = 1,  // attn_search: dense forward (out, lse), then a second pass writing scores
-  kScore = 2,   // block_scores: the second pass alone, with a given (cached) lse
+  kSearch = 1,  // attn_search: dense forward (out, lse), then the kScore pass with that lse
+  kScore = 2,   // block_scores: the score pass (scores) with a given (cached) lse
 };
 
 enum class DType : int { kFloat16 = 0, kBFloat16 = 1 };
