@@ -276,8 +276,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       }
       scores[static_cast<int64_t>(lane) * p.mk + blk] = s;
     };
-    // K ring of kStages buffers after Q: tile t lives in buffer t % kStages; one cp.async group per tile, committed even when empty so
-    // that "all but the newest kStages - 2 groups" is always "up to this tile".
+    // K ring of kStages buffers after Q: tile t lives in buffer t % kStages; one cp.async group per
+    // tile, committed even when empty so that "all but the newest kStages - 2 groups" is always
+    // "up to this tile".
     constexpr int kStages = Traits::score_stages(kMode);
     auto k_buffer = [&](int stage) { return make_tensor(sK.data() + stage * size(sK), typename Traits::SmemLayoutKV{}); };
 #pragma unroll
