@@ -107,13 +107,15 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   auto smem_thr_copy_k = smem_copy_k.get_thread_slice(tidx);
   Tensor tSsK = smem_thr_copy_k.partition_S(sK);
 
-  auto load_k = [&](int tile, auto& dst) {
+  // Tile `tile` of K, read through src (the view of that tile), rows past Nk zero-filled.
+  auto load_k_from = [&](auto const& src, int tile, auto& dst) {
     if ((tile + 1) * kBlockN <= p.nk) {
-      copy_rows<true>(gmem_tiled_copy, tKgK(_, _, _, tile), dst, tKVcKV, kBlockN);
+      copy_rows<true>(gmem_tiled_copy, src, dst, tKVcKV, kBlockN);
     } else {
-      copy_rows<false>(gmem_tiled_copy, tKgK(_, _, _, tile), dst, tKVcKV, p.nk - tile * kBlockN);
+      copy_rows<false>(gmem_tiled_copy, src, dst, tKVcKV, p.nk - tile * kBlockN);
     }
   };
+  auto load_k = [&](int tile, auto& dst) { load_k_from(tKgK(_, _, _, tile), tile, dst); };
 
   // Q once, rows past Nq zero-filled.
   copy_rows<false>(gmem_tiled_copy, tQgQ, tQsQ, tQcQ, rows_valid);
@@ -145,7 +147,18 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
 
     const int32_t* idx_row = kMode == Mode::kSparse ? p.idx + (bh * p.mq + m_block) * p.kmax : nullptr;  // kQ == 1
     TileIterator<kBlockN, kT, kMode == Mode::kSparse> it(p, idx_row);
-    if (it.tile >= 0) load_k(it.tile, tKsK);
+    // This thread's K and V source views of the tile being loaded. With running pointers
+    // (Traits::kRunningPointers) they are carried across iterations and moved by the distance to
+    // the next tile (FlashAttention-2's scheme), else rebuilt from the tile index at each load.
+    auto tKgK_cur = tKgK(_, _, _, it.tile >= 0 ? it.tile : 0);
+    auto tVgV_cur = tVgV(_, _, _, it.tile >= 0 ? it.tile : 0);
+    auto k_src = [&](int tile) {
+      if constexpr (Traits::kRunningPointers) return tKgK_cur; else return tKgK(_, _, _, tile);
+    };
+    auto v_src = [&](int tile) {
+      if constexpr (Traits::kRunningPointers) return tVgV_cur; else return tVgV(_, _, _, tile);
+    };
+    if (it.tile >= 0) load_k_from(k_src(it.tile), it.tile, tKsK);
     cute::cp_async_fence();
 
     while (it.tile >= 0) {
@@ -156,9 +169,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       cp_async_wait<0>();
       __syncthreads();  // K(tile) landed; every warp is done reading V(previous tile)
       if (valid_cols >= kBlockN) {
-        copy_rows<true>(gmem_tiled_copy, tVgV(_, _, _, tile), tVsV, tKVcKV, kBlockN);
+        copy_rows<true>(gmem_tiled_copy, v_src(tile), tVsV, tKVcKV, kBlockN);
       } else {  // zero-fill so 0 * garbage can never become NaN in P @ V
-        copy_rows<false>(gmem_tiled_copy, tVgV(_, _, _, tile), tVsV, tKVcKV, valid_cols);
+        copy_rows<false>(gmem_tiled_copy, v_src(tile), tVsV, tKVcKV, valid_cols);
       }
       cute::cp_async_fence();
 
@@ -170,7 +183,12 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
       __syncthreads();  // V(tile) landed; every warp is done reading K(tile)
       const int next = it.peek(p);
       if (next >= 0) {
-        load_k(next, tKsK);
+        if constexpr (Traits::kRunningPointers) {
+          const int64_t rows = static_cast<int64_t>(next - tile) * kBlockN;
+          tKgK_cur.data() = tKgK_cur.data() + rows * p.k_row_stride;
+          tVgV_cur.data() = tVgV_cur.data() + rows * p.v_row_stride;
+        }
+        load_k_from(k_src(next), next, tKsK);
         cute::cp_async_fence();
       }
 
