@@ -118,12 +118,17 @@ def test_64bit_offsets():
     yard = F.scaled_dot_product_attention(q, k[:, :, cols], v[:, :, cols])
     assert_within_torch_error(out, ref_out, yard, 2e-3, "64-bit sparse")
     check_lse(lse, ref_lse, "64-bit lse")
-    # The fused search walks every key: its lse and the last blocks' scores need 64-bit offsets too.
-    _, lse_d, scores = A.attn_search(q, k, v, bs)
+    # The search walks every key: its out, lse and the last blocks' scores need 64-bit offsets too
+    # (its flash pass carries K / V pointers from tile to tile, the sparse D 128 / block 64 one not).
+    out_d, lse_d, scores = A.attn_search(q, k, v, bs)
     chunks = [torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, i:i + (1 << 20)].double()) * d ** -0.5
               for i in range(0, nk, 1 << 20)]
     ref_lse_d = torch.logsumexp(torch.stack([torch.logsumexp(c, -1) for c in chunks], -1), -1)
     check_lse(lse_d[0, 0], ref_lse_d, "64-bit search lse")
+    ref_out_d = sum(torch.exp(c - ref_lse_d.unsqueeze(-1)) @ v[0, 0, i:i + (1 << 20)].double()
+                    for i, c in zip(range(0, nk, 1 << 20), chunks))
+    rel = ((out_d[0, 0].double() - ref_out_d).norm() / ref_out_d.norm()).item()
+    assert rel < 2e-2, f"64-bit search out: relative error {rel:.3e} (a V row read from the wrong place is ~1)"
     last = torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, (mk - 2) * bs:].double()) * d ** -0.5
     p = torch.exp(last - lse_d[0, 0].double().unsqueeze(-1))
     want = torch.stack([p[:64, :bs].sum(), p[:64, bs:].sum(), p[64:, :bs].sum(), p[64:, bs:].sum()])
