@@ -66,8 +66,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
   constexpr bool kFlash = kMode != Mode::kScore;
 
   extern __shared__ __align__(128) char smem[];
-  // Score pass: per-warp sums of each key tile, for the blocks being reduced (two in flight).
-  __shared__ float warp_partial[2][kT][kQ][kNWarps];
 
   const int tidx = threadIdx.x, lane = tidx % 32, warp = tidx / 32;
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;  // m_block: kBlockM-row query tile
@@ -277,6 +275,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
     // block): sum of exp(scale * s - lse).
     // Row mi of this thread lies in query block (mi / 2) * 16 * kNWarps / kBlockSize of the tile.
     float* scores = p.scores + (bh * p.mq + static_cast<int64_t>(m_block) * kQ) * p.mk;
+    // Per-warp sums of each key tile, for the blocks being reduced (two in flight).
+    __shared__ float warp_partial[2][kT][kQ][kNWarps];
     const int q_blocks = min(kQ, p.mq - m_block * kQ);
     // Key block blk is summed over its tiles' and the warps' partials by warp blk % kNWarps, lane qb
     // for query block qb: the duty rotates over the warps, which sit on different schedulers (with
