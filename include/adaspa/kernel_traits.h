@@ -31,8 +31,9 @@ struct AttnTraits {
   static constexpr int kBlockN = 64;
   static constexpr int kTilesPerBlock = kBlockSize / kBlockN;
   // Flash pass: K / V source addresses carried from tile to tile instead of rebuilt from the tile
-  // index (~50 fewer instructions per tile; more live registers). Measured on an H100 (NOTES.md,
-  // session 4 and 5): faster except for D 128 with 64-row CTAs, where the extra registers spill.
+  // index after each barrier (less address arithmetic, two more live 64-bit pointers). Measured on
+  // an H100 (NOTES.md, sessions 4 and 5): faster except for D 128 with 64-row CTAs (-0.9 %, more
+  // spills), where it stays off.
   static constexpr bool kRunningPointers = !(kHeadDim == 128 && kBlockM == 64);
   // 32 query rows per warp (two m16 MMA rows): every K / V element a warp reads from shared
   // memory feeds twice the MMAs of a 16-row warp, the balance FlashAttention-2 uses (128 x 64
