@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, min_ctas_per_sm(Traits::kNT
     // K ring of kStages buffers after Q: tile t lives in buffer t % kStages; one cp.async group per
     // tile, committed even when empty so that "all but the newest kStages - 2 groups" is always
     // "up to this tile".
-    constexpr int kStages = Traits::score_stages(kMode);
+    constexpr int kStages = Traits::kScoreStages;
     auto k_buffer = [&](int stage) { return make_tensor(sK.data() + stage * size(sK), typename Traits::SmemLayoutKV{}); };
 #pragma unroll
     for (int t = 0; t < kStages - 1; ++t) {

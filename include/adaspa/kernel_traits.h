@@ -72,13 +72,12 @@ struct AttnTraits {
 
   // K tiles in flight in the score pass (a ring; a score tile is short: Q K^T and exp, no P @ V).
   // Deeper than two where shared memory allows it at the 3 x 128-thread CTAs per SM the score
-  // kernel runs. Measured gain 0-3 %. The flash passes use two buffers, K and V.
-  static constexpr int score_stages(Mode mode) {
-    if (mode != Mode::kScore) return 2;
-    return kHeadDim == 64 ? 4 : 2;
-  }
+  // kernel runs. Measured gain 0-3 %.
+  static constexpr int kScoreStages = kHeadDim == 64 ? 4 : 2;
   // Q, then the key-tile buffers: K and V (flash passes) or the K ring (score pass).
-  static constexpr int smem_bytes(Mode mode) { return kSmemQBytes + score_stages(mode) * kSmemKVBytes; }
+  static constexpr int smem_bytes(Mode mode) {
+    return kSmemQBytes + (mode == Mode::kScore ? kScoreStages : 2) * kSmemKVBytes;
+  }
 };
 
 }  // namespace adaspa
