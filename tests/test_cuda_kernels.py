@@ -104,12 +104,19 @@ def test_cuda_graph_capture_and_replay():
 
 @pytest.mark.slow
 def test_64bit_offsets():
-    # k and v hold 2^31 + 12800 elements each: row offsets past 2^31 must not wrap.
+    # k and v hold 2^31 + 12800 elements each: row offsets past 2^31 must not wrap. The last two key
+    # blocks (which hold the 100 rows past 2^31 elements) get keys aligned with every query, so they
+    # carry > 99 % of the softmax mass: a K or V row read from the wrong place moves out by O(1).
+    # (With random keys instead, out is a mean over 2^24 rows, ~1e-4, and the 100 rows that need
+    # 64-bit offsets change it by a few 1e-3 relative: below the bf16 error.)
     nk, nq, d, bs = (1 << 24) + 100, 128, 128, 64
-    q = torch.randn(1, 1, nq, d, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
     mk = math.ceil(nk / bs)
+    tail = (mk - 2) * bs
+    u = torch.randn(d, device="cuda")
+    q = (u + 0.3 * torch.randn(1, 1, nq, d, device="cuda")).bfloat16()
+    k = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
+    k[:, :, tail:] = (2.2 * u + 0.3 * torch.randn(nk - tail, d, device="cuda")).bfloat16()
+    v = torch.randn(1, 1, nk, d, device="cuda", dtype=torch.bfloat16)
     blocks = [0, mk - 3, mk - 2, mk - 1]
     idx = torch.tensor(blocks, dtype=torch.int32, device="cuda").expand(1, 1, 2, 4).contiguous()
     out, lse = A.sparse_attn(q, k, v, idx, bs)
@@ -125,11 +132,16 @@ def test_64bit_offsets():
               for i in range(0, nk, 1 << 20)]
     ref_lse_d = torch.logsumexp(torch.stack([torch.logsumexp(c, -1) for c in chunks], -1), -1)
     check_lse(lse_d[0, 0], ref_lse_d, "64-bit search lse")
+    p_tail = torch.exp(chunks[-1][:, tail - (len(chunks) - 1) * (1 << 20):] - ref_lse_d.unsqueeze(-1))
+    assert p_tail.sum(-1).min() > 0.95, f"test setup: the last two blocks hold only {p_tail.sum(-1).min():.3f}"
     ref_out_d = sum(torch.exp(c - ref_lse_d.unsqueeze(-1)) @ v[0, 0, i:i + (1 << 20)].double()
                     for i, c in zip(range(0, nk, 1 << 20), chunks))
-    rel = ((out_d[0, 0].double() - ref_out_d).norm() / ref_out_d.norm()).item()
-    assert rel < 2e-2, f"64-bit search out: relative error {rel:.3e} (a V row read from the wrong place is ~1)"
-    last = torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, (mk - 2) * bs:].double()) * d ** -0.5
+    # The check can see a wrap: 32-bit element offsets would read V rows 0-99 for the tail's rows.
+    wrap_shift = (p_tail @ (v[0, 0, :nk - tail].double() - v[0, 0, tail:].double())).abs().max().item()
+    assert wrap_shift > 0.1, f"test setup: a wrapped V read would move out by only {wrap_shift:.3e}"
+    yard_d = F.scaled_dot_product_attention(q, k, v)[0, 0]
+    assert_within_torch_error(out_d[0, 0], ref_out_d, yard_d, 2e-3, "64-bit search out")
+    last = torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, tail:].double()) * d ** -0.5
     p = torch.exp(last - lse_d[0, 0].double().unsqueeze(-1))
     want = torch.stack([p[:64, :bs].sum(), p[:64, bs:].sum(), p[64:, :bs].sum(), p[64:, bs:].sum()])
     got = torch.stack([scores[0, 0, 0, mk - 2], scores[0, 0, 0, mk - 1], scores[0, 0, 1, mk - 2], scores[0, 0, 1, mk - 1]])
