@@ -40,12 +40,14 @@ def _check_enabled(check: bool | None) -> bool:
 def _arch_supported(cc: tuple[int, int]) -> bool:
     major, minor = cc
     for a in _build_config.CUDA_ARCHS:
-        a = a.replace("+PTX", "")
-        am, an = a.split(".")
-        if an.endswith("a"):  # arch-specific targets run only on that exact arch
+        ptx = a.endswith("+PTX")
+        am, an = a.replace("+PTX", "").split(".")
+        if an.endswith("a"):  # arch-specific targets (SASS or PTX) run only on that exact arch
             if (int(am), int(an[:-1])) == cc:
                 return True
         elif int(am) == major and int(an) <= minor:  # SASS runs on later minors of its major
+            return True
+        elif ptx and (int(am), int(an)) <= cc:  # the driver compiles embedded PTX for newer archs
             return True
     return False
 

@@ -78,6 +78,13 @@ def test_arch_guard(monkeypatch):
         monkeypatch.setattr(_build_config, "CUDA_ARCHS", ["8.0"])
         ops._arch_supported.cache_clear()
         assert not ops._arch_supported((9, 0))  # sm_80 code does not run on sm_90
+        monkeypatch.setattr(_build_config, "CUDA_ARCHS", ["8.0+PTX"])
+        ops._arch_supported.cache_clear()
+        assert ops._arch_supported((9, 0)) and ops._arch_supported((12, 0))  # compute_80 PTX, JIT-compiled
+        assert not ops._arch_supported((7, 5))
+        monkeypatch.setattr(_build_config, "CUDA_ARCHS", ["9.0a+PTX"])
+        ops._arch_supported.cache_clear()
+        assert ops._arch_supported((9, 0)) and not ops._arch_supported((10, 0))  # compute_90a PTX is sm_90 only
     finally:
         ops._arch_supported.cache_clear()
 
