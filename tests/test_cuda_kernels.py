@@ -133,7 +133,8 @@ def test_64bit_offsets():
               for i in range(0, nk, 1 << 20)]
     ref_lse_d = torch.logsumexp(torch.stack([torch.logsumexp(c, -1) for c in chunks], -1), -1)
     check_lse(lse_d[0, 0], ref_lse_d, "64-bit search lse")
-    p_tail = torch.exp(chunks[-1][:, tail - (len(chunks) - 1) * (1 << 20):] - ref_lse_d.unsqueeze(-1))
+    tail_logits = chunks[-1][:, tail - (len(chunks) - 1) * (1 << 20):]  # the rows of the last two key blocks
+    p_tail = torch.exp(tail_logits - ref_lse_d.unsqueeze(-1))
     assert p_tail.sum(-1).min() > 0.95, f"test setup: the last two blocks hold only {p_tail.sum(-1).min():.3f}"
     ref_out_d = sum(torch.exp(c - ref_lse_d.unsqueeze(-1)) @ v[0, 0, i:i + (1 << 20)].double()
                     for i, c in zip(range(0, nk, 1 << 20), chunks))
@@ -142,8 +143,7 @@ def test_64bit_offsets():
     assert wrap_shift > 0.1, f"test setup: a wrapped V read would move out by only {wrap_shift:.3e}"
     yard_d = F.scaled_dot_product_attention(q, k, v)[0, 0]
     assert_within_torch_error(out_d[0, 0], ref_out_d, yard_d, 2e-3, "64-bit search out")
-    last = torch.einsum("qd,kd->qk", q[0, 0].double(), k[0, 0, tail:].double()) * d ** -0.5
-    p = torch.exp(last - lse_d[0, 0].double().unsqueeze(-1))
+    p = torch.exp(tail_logits - lse_d[0, 0].double().unsqueeze(-1))
     want = torch.stack([p[:64, :bs].sum(), p[:64, bs:].sum(), p[64:, :bs].sum(), p[64:, bs:].sum()])
     got = torch.stack([scores[0, 0, 0, mk - 2], scores[0, 0, 0, mk - 1], scores[0, 0, 1, mk - 2], scores[0, 0, 1, mk - 1]])
     torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=1e-6)
