@@ -5,6 +5,8 @@
 // Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
 //        (LAB_SEARCH=1 also times attn_search and block_scores on the shape; LAB_GAUSS=1: ~N(0, 1)
 //        data like bench_kernels.py instead of uniform [-1, 1))
+//        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one;
+//        needs a 90a build)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
 #include <cuda_runtime_api.h>
 
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "adaspa/flash_fwd_sm90.h"
 #include "adaspa/fwd_launch.h"
 
 using namespace adaspa;
@@ -90,6 +93,9 @@ int l2_main(int mib) {
 
 template <int D, int BS, Mode kMode>
 cudaError_t launch(const AttnParams& p) { return run_attention<kMode, DType::kBFloat16, D, BS>(p, nullptr); }
+
+template <int D, int BS>
+cudaError_t launch_sm90(const AttnParams& p) { return sm90::run_flash_sparse<Elem, D, BS>(p, nullptr); }
 
 using Launch = cudaError_t (*)(const AttnParams&);
 
@@ -177,8 +183,9 @@ double check_scores(const AttnParams& p, int D, int BS, std::mt19937& rng, const
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[3]) {
+void kernels(Launch (&k)[4]) {
   k[0] = launch<D, BS, Mode::kSparse>, k[1] = launch<D, BS, Mode::kSearch>, k[2] = launch<D, BS, Mode::kScore>;
+  k[3] = launch_sm90<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -186,7 +193,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[3] = {nullptr, nullptr, nullptr};
+  Launch k[4] = {nullptr, nullptr, nullptr, nullptr};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -248,6 +255,16 @@ int main(int argc, char** argv) {
     std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sparse %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N, H,
                 density, keep, ms, flops / ms * 1e-9, max_err);
     if (!(max_err < 2e-2)) status = 1;
+    if (std::getenv("LAB_HOPPER")) {
+      CHECK(cudaMemset(o, 0xff, elems * sizeof(Elem)));  // poisoned: NaN where nothing is written
+      CHECK(k[3](p));
+      CHECK(cudaDeviceSynchronize());
+      const double err90 = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
+      const double ms90 = time_ms(k[3], p, iters, a, b);
+      std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90   %.3f ms  %.1f TF/s  max_abs_err %.2e  "
+                  "(%.2fx portable)\n", D, BS, N, H, density, keep, ms90, flops / ms90 * 1e-9, err90, ms / ms90);
+      if (!(err90 < 2e-2)) status = 1;
+    }
   }
   if (std::getenv("LAB_SEARCH")) {  // the lse of the last sparse call stands in for a cached one
     const double t_search = time_ms(k[1], p, iters, a, b), t_score = time_ms(k[2], p, iters, a, b);

@@ -1,0 +1,378 @@
+// Hopper (sm_90a) block-sparse flash forward: TMA loads of Q, K and V tiles, wgmma for Q K^T
+// (both operands in shared memory) and P V (P from registers), a producer warp that walks the
+// block list one step ahead of the consumer warpgroups.
+//
+// Shape of a CTA: one query block (kBlockSize rows) and its own key-block list.
+//   block 128: two consumer warpgroups of 64 query rows share one K / V stream, so every K / V
+//              tile read from L2 feeds 128 rows (the FlashAttention-3 arrangement).
+//   block 64:  one consumer warpgroup; two CTAs share an SM and the hardware interleaves their
+//              softmax and MMA phases (each query block has its own list, so two warpgroups
+//              cannot share a stream).
+// A key tile is one listed block: blocks are contiguous row ranges, so the list entry is the TMA
+// row coordinate and no gather is needed. Rows and columns past Nq / Nk are zero-filled by TMA;
+// columns past Nk are masked to -inf in the last block.
+//
+// The kernel body exists only when compiling for sm_90a; for any other target (and the host pass)
+// it is empty, so this header can sit in a build for several archs.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cutlass/cutlass.h>
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/numeric_types.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "adaspa/block_list.h"
+#include "adaspa/params.h"
+
+namespace adaspa::sm90 {
+
+using namespace cute;
+
+template <typename Element_, int kHeadDim_, int kBlockSize_>
+struct FlashSparseTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockSize = kBlockSize_;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
+  static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
+
+  // One listed block per key tile; 64 query rows per consumer warpgroup (the wgmma M).
+  static constexpr int kBlockN = kBlockSize;
+  static constexpr int kConsumerWGs = kBlockSize / 64;
+  static constexpr int kBlockM = 64 * kConsumerWGs;
+  static constexpr int kConsumerThreads = 128 * kConsumerWGs;
+  static constexpr int kNThreads = kConsumerThreads + 32;  // + one producer warp
+  // Block 64: two CTAs per SM interleave (registers: 65536 / (2 x 160) = 204 per thread).
+  static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
+  // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
+  static constexpr int kStages = 2;
+
+  using AtomLayout = Layout<Shape<Int<kConsumerWGs>, _1, _1>>;
+  using TiledMmaQK = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(), AtomLayout{}));
+  using TiledMmaPV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
+                           GMMA::Major::MN>(),
+      AtomLayout{}));
+
+  // 128-byte swizzled rows (64 elements) shared by TMA and wgmma; head dims are multiples of 64.
+  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutKV = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  // V as the (head dim x keys) B operand of P V: the same bytes, read MN-major.
+  using SmemLayoutVt = decltype(composition(
+      SmemLayoutKV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{})));
+
+  static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kKVBytes = kBlockN * kHeadDim * sizeof(Element);
+
+  // Global tensors as TMA sees them: (rows, head dim, heads, batch), element strides.
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemTensor = decltype(make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{},
+                                          GmemStride{}));
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutQ{},
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutKV{}(_, _, _0{}),
+                                       Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+
+  struct Params {
+    AttnParams p;
+    TmaQ tma_q;
+    TmaKV tma_k, tma_v;
+    float scale_log2;  // p.scale * log2(e): the softmax runs on exp2
+  };
+
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
+    uint64_t bar_q;
+    uint64_t full_k[kStages], full_v[kStages], empty[kStages];
+    int block[kStages];  // the key block in each stage; -1: the list is done
+  };
+  // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+};
+
+// (row, col) view of a wgmma accumulator fragment ((2, 2, N/8), MMA_M, MMA_N): each thread holds
+// two rows (r, r + 8) of its warp's 16, and pairs of adjacent columns every 8.
+template <typename Layout>
+__device__ __forceinline__ auto rowcol(Layout l) {
+  return make_layout(make_layout(get<0, 1>(l), get<1>(l)), make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
+}
+
+// The accumulator of Q K^T reread as the register A operand of P V: an m64 x k16 A fragment is
+// ((2, 2, 2), MMA_M, MMA_K), the same values as two consecutive 8-column groups of the accumulator.
+template <typename Layout>
+__device__ __forceinline__ auto acc_as_operand_a(Layout l) {
+  auto split = logical_divide(get<0, 2>(l), Tile<_2>{});  // ((2, N/16))
+  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0, 0>(split)), get<1>(l),
+                     coalesce(make_layout(get<0, 1>(split), get<2>(l))));
+}
+
+// Issue one warpgroup GEMM (all k-steps) and commit it as one group; the caller waits.
+template <bool kZeroInit, typename TiledMma, typename TA, typename TB, typename TC>
+__device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, TC& c) {
+  constexpr bool kRegA = !cute::is_base_of<GMMA::DescriptorIterator, typename TiledMma::FrgTypeA>::value;
+  if constexpr (kRegA) warpgroup_fence_operand(a);
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  if constexpr (kZeroInit) mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+}
+
+template <typename T>
+__global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
+    flash_sparse_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename T::Element;
+  using SharedStorage = typename T::SharedStorage;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
+  using cutlass::arch::ClusterBarrier;
+  using cutlass::arch::ClusterTransactionBarrier;
+
+  extern __shared__ char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const AttnParams& p = prm.p;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+  const int lane = threadIdx.x % 32;
+
+  if (threadIdx.x == 0) {
+    ClusterTransactionBarrier::init(&ss.bar_q, 1);
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterTransactionBarrier::init(&ss.full_v[s], 1);
+      ClusterBarrier::init(&ss.empty[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
+  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
+
+  if (warp == T::kConsumerThreads / 32) {
+    // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies.
+    if (lane == 0) {
+      prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_v.get_tma_descriptor());
+      Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
+      copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
+    }
+    Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+    Tensor mV = prm.tma_v.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+    Tensor gK = local_tile(mK(_, _, h, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+    Tensor gV = local_tile(mV(_, _, h, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+    auto tK = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+    auto tV = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+    auto tKgK = get<0>(tK);
+    auto tKsK = get<1>(tK);
+    auto tVgV = get<0>(tV);
+    auto tVsV = get<1>(tV);
+
+    int n = 0;        // blocks issued
+    int last = -1;    // the block_list.h rule: accept an entry in [0, mk) above the last accepted
+    auto issue = [&](int blk) {
+      const int s = n % kStages;
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty[s], ((n / kStages) - 1) & 1);
+      ss.block[s] = blk;
+      if (blk >= 0) {
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
+      } else {
+        ClusterBarrier::arrive(&ss.full_k[s]);  // end of list: no bytes, the consumers read block -1
+      }
+      ++n;
+    };
+    for (int base = 0; base < p.kmax; base += 32) {
+      const int e = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
+      const bool valid = e >= 0 && e < p.mk;
+      // An entry is accepted iff it is valid and above every valid entry before it (the running
+      // maximum of accepted entries is the running maximum of valid ones).
+      int pmax = valid ? e : -1;
+      CUTLASS_PRAGMA_UNROLL
+      for (int o = 1; o < 32; o *= 2) {
+        const int x = __shfl_up_sync(0xffffffffu, pmax, o);
+        if (lane >= o) pmax = max(pmax, x);
+      }
+      int before = __shfl_up_sync(0xffffffffu, pmax, 1);
+      before = lane == 0 ? last : max(before, last);
+      unsigned accepted = __ballot_sync(0xffffffffu, valid && e > before);
+      while (accepted) {
+        const int l = __ffs(accepted) - 1;
+        accepted &= accepted - 1;
+        const int blk = __shfl_sync(0xffffffffu, e, l);
+        if (lane == 0) issue(blk);
+      }
+      last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
+    }
+    if (lane == 0) issue(-1);
+    return;
+  }
+
+  // Consumer warpgroups: 64 query rows each.
+  const int tid = threadIdx.x;
+  typename T::TiledMmaQK mma_qk;
+  typename T::TiledMmaPV mma_pv;
+  auto thr_qk = mma_qk.get_thread_slice(tid);
+  auto thr_pv = mma_pv.get_thread_slice(tid);
+  Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K) descriptors
+  Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, MMA_N, MMA_K, stage)
+  Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, MMA_N, MMA_K, stage)
+  Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+  Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+  Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+  Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+  Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+  constexpr int kRows = decltype(size<0>(S))::value;  // 2
+  static_assert(kRows == 2);
+
+  float row_max[kRows], row_sum[kRows];
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+  clear(tOrO);
+  const float scale_log2 = prm.scale_log2;
+  // Columns of the last key block past Nk are masked; every other block is whole.
+  const int last_cols = p.nk - (p.mk - 1) * kBlockN;
+
+  ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+  int n = 0;
+  for (;; ++n) {
+    const int s = n % kStages;
+    const uint32_t phase = (n / kStages) & 1;
+    ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+    const int blk = ss.block[s];
+    if (blk < 0) break;
+    wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tSrS);
+    if (blk == p.mk - 1 && last_cols < kBlockN) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c)
+        if (get<1>(Sc(0, c)) >= last_cols) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+        }
+    }
+    // Online softmax on exp2: m is the running row maximum of the raw logits.
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float mx = row_max[r];
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float correction = exp2f((row_max[r] - mx) * scale_log2);
+      row_max[r] = mx;
+      const float offset = mx * scale_log2;
+      float sum = 0.f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c) {
+        S(r, c) = exp2f(S(r, c) * scale_log2 - offset);
+        sum += S(r, c);
+      }
+      row_sum[r] = row_sum[r] * correction + sum;  // this thread's columns; the quad sums at the end
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction;
+    }
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+    wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tOrO);
+    __syncwarp();
+    if (lane == 0) ClusterBarrier::arrive(&ss.empty[s]);
+  }
+
+  // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
+  Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+  Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
+  float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
+  CUTLASS_PRAGMA_UNROLL
+  for (int r = 0; r < kRows; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const bool any = n > 0 && l > 0.f;
+    const float inv = any ? 1.f / l : 0.f;
+    const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
+    if (grow < p.nq) {
+      Element* orow = out + int64_t(grow) * p.o_row_stride;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(O); c += 2) {
+        const int col = get<1>(Oc(r, c));
+        cutlass::Array<Element, 2> pair;
+        pair[0] = Element(O(r, c) * inv);
+        pair[1] = Element(O(r, c + 1) * inv);
+        *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
+      }
+      if (lane % 4 == 0) lse[grow] = any ? row_max[r] * p.scale + logf(l) : -INFINITY;
+    }
+  }
+#endif
+}
+
+// TMA needs 16-byte aligned base addresses and row / head / batch strides that are multiples of
+// 16 bytes; views that break this run on the portable path.
+inline bool tma_compatible(const AttnParams& p, int element_bytes) {
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  auto stride_ok = [&](int64_t s) { return (s * element_bytes) % 16 == 0; };
+  return aligned(p.q) && aligned(p.k) && aligned(p.v) && stride_ok(p.q_row_stride) && stride_ok(p.q_head_stride) &&
+         stride_ok(p.q_batch_stride) && stride_ok(p.k_row_stride) && stride_ok(p.k_head_stride) &&
+         stride_ok(p.k_batch_stride) && stride_ok(p.v_row_stride) && stride_ok(p.v_head_stride) &&
+         stride_ok(p.v_batch_stride) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
+}
+
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashSparseTraits<Element, kHeadDim, kBlockSize>;
+  typename T::Params prm;
+  prm.p = p;
+  prm.scale_log2 = p.scale * 1.4426950408889634f;
+  auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
+    return make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
+                       make_stride(row_stride, _1{}, head_stride, batch_stride));
+  };
+  prm.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride),
+                            typename T::SmemLayoutQ{}, Shape<Int<T::kBlockM>, Int<kHeadDim>>{}, _1{});
+  prm.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride),
+                            typename T::SmemLayoutKV{}(_, _, _0{}), Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
+  prm.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride),
+                            typename T::SmemLayoutKV{}(_, _, _0{}), Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
+  auto kernel = &flash_sparse_sm90_kernel<T>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
+  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  return cudaGetLastError();
+}
+
+}  // namespace adaspa::sm90
