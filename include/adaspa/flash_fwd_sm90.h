@@ -21,6 +21,7 @@
 #include <cutlass/cutlass.h>
 #include <cute/tensor.hpp>
 #include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/numeric_types.h>
 
 #include <cmath>
@@ -47,9 +48,22 @@ struct FlashSparseTraits {
   static constexpr int kConsumerWGs = kBlockSize / 64;
   static constexpr int kBlockM = 64 * kConsumerWGs;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  static constexpr int kNThreads = kConsumerThreads + 32;  // + one producer warp
-  // Block 64: two CTAs per SM interleave (registers: 65536 / (2 x 160) = 204 per thread).
+  // Two consumer warpgroups need more than the 168 registers a 3-warps-per-SM-quadrant CTA gets:
+  // a whole producer warpgroup (one warp of it working) hands its registers to them (setmaxnreg).
+  // One consumer warpgroup fits without it, next to a single producer warp.
+  static constexpr bool kRegisterSplit = kConsumerWGs == 2;
+  static constexpr int kProducerThreads = kRegisterSplit ? 128 : 32;
+  // The two must fit the registers the CTA was launched with (384 x 168 = 64512 = 128 x 24 + 256 x 240),
+  // or the consumers' setmaxnreg.inc waits forever.
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
+  // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64
+  // measured 0.89x of two on an H200, together with the overlap below).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
+  // Overlap within a warpgroup (Q K^T of block j + 1 and the softmax of j + 1 under P V of block j)
+  // pays where one CTA has the SM; with two CTAs per SM the hardware interleaves them already, and
+  // on an H200 the overlapped loop ran block 64 at 0.86x the serial one (NOTES.md).
+  static constexpr bool kIntraWgOverlap = kConsumerWGs == 2;
   // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
   static constexpr int kStages = 2;
 
@@ -94,7 +108,7 @@ struct FlashSparseTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
     uint64_t bar_q;
-    uint64_t full_k[kStages], full_v[kStages], empty[kStages];
+    uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
     int block[kStages];  // the key block in each stage; -1: the list is done
   };
   // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
@@ -156,7 +170,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     for (int s = 0; s < kStages; ++s) {
       ClusterTransactionBarrier::init(&ss.full_k[s], 1);
       ClusterTransactionBarrier::init(&ss.full_v[s], 1);
-      ClusterBarrier::init(&ss.empty[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
+      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -167,7 +182,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
   const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
 
-  if (warp == T::kConsumerThreads / 32) {
+  if (warp >= T::kConsumerThreads / 32) {
+    if constexpr (T::kRegisterSplit) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if (warp > T::kConsumerThreads / 32) return;
     // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies.
     if (lane == 0) {
       prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
@@ -194,11 +211,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     int last = -1;    // the block_list.h rule: accept an entry in [0, mk) above the last accepted
     auto issue = [&](int blk) {
       const int s = n % kStages;
-      if (n >= kStages) ClusterBarrier::wait(&ss.empty[s], ((n / kStages) - 1) & 1);
+      const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
       ss.block[s] = blk;
       if (blk >= 0) {
         ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
         copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
         ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
         copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
       } else {
@@ -229,112 +248,170 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
     }
     if (lane == 0) issue(-1);
-    return;
-  }
+  } else {
+    if constexpr (T::kRegisterSplit) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
 
-  // Consumer warpgroups: 64 query rows each.
-  const int tid = threadIdx.x;
-  typename T::TiledMmaQK mma_qk;
-  typename T::TiledMmaPV mma_pv;
-  auto thr_qk = mma_qk.get_thread_slice(tid);
-  auto thr_pv = mma_pv.get_thread_slice(tid);
-  Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
-  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K) descriptors
-  Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, MMA_N, MMA_K, stage)
-  Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, MMA_N, MMA_K, stage)
-  Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
-  Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
-  Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
-  Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
-  Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
-  Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
-  constexpr int kRows = decltype(size<0>(S))::value;  // 2
-  static_assert(kRows == 2);
+    // Consumer warpgroups: 64 query rows each.
+    const int tid = threadIdx.x;
+    typename T::TiledMmaQK mma_qk;
+    typename T::TiledMmaPV mma_pv;
+    auto thr_qk = mma_qk.get_thread_slice(tid);
+    auto thr_pv = mma_pv.get_thread_slice(tid);
+    Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
+    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K) descriptors
+    Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, MMA_N, MMA_K, stage)
+    Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, MMA_N, MMA_K, stage)
+    Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+    Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kRows = decltype(size<0>(S))::value;  // 2
+    static_assert(kRows == 2);
 
-  float row_max[kRows], row_sum[kRows];
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
-  clear(tOrO);
-  const float scale_log2 = prm.scale_log2;
-  // Columns of the last key block past Nk are masked; every other block is whole.
-  const int last_cols = p.nk - (p.mk - 1) * kBlockN;
+    float row_max[kRows], row_sum[kRows], correction[kRows];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+    clear(tOrO);
+    const float scale_log2 = prm.scale_log2;
+    // Columns of the last key block past Nk are masked; every other block is whole.
+    const int last_cols = p.nk - (p.mk - 1) * kBlockN;
 
-  ClusterTransactionBarrier::wait(&ss.bar_q, 0);
-  int n = 0;
-  for (;; ++n) {
-    const int s = n % kStages;
-    const uint32_t phase = (n / kStages) & 1;
-    ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-    const int blk = ss.block[s];
-    if (blk < 0) break;
-    wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tSrS);
-    if (blk == p.mk - 1 && last_cols < kBlockN) {
+    // Online softmax of the S tile of block blk, on exp2: row_max is the running maximum of the raw
+    // logits, correction the factor O and row_sum take for the new maximum.
+    auto softmax = [&](int blk) {
+      if (blk == p.mk - 1 && last_cols < kBlockN) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c)
+          if (get<1>(Sc(0, c)) >= last_cols) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+          }
+      }
       CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(S); ++c)
-        if (get<1>(Sc(0, c)) >= last_cols) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+      for (int r = 0; r < kRows; ++r) {
+        float mx = row_max[r];
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        correction[r] = exp2f((row_max[r] - mx) * scale_log2);
+        row_max[r] = mx;
+        const float offset = mx * scale_log2;
+        float sum = 0.f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c) {
+          S(r, c) = exp2f(S(r, c) * scale_log2 - offset);
+          sum += S(r, c);
         }
+        row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
+      }
+    };
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    auto to_p = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
+    };
+    auto release = [&](uint64_t* bar) {
+      __syncwarp();
+      if (lane == 0) ClusterBarrier::arrive(bar);
+    };
+
+    auto rescale_o = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+      }
+    };
+    ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    int n = 0;  // blocks whose P V is done
+    if constexpr (!T::kIntraWgOverlap) {
+      // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
+      // V once its P V is, so the producer refills K early.
+      for (;; ++n) {
+        const int s = n % kStages;
+        const uint32_t phase = (n / kStages) & 1;
+        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+        const int blk = ss.block[s];
+        if (blk < 0) break;
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[s]);
+        softmax(blk);
+        rescale_o();
+        to_p();
+        ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.empty_v[s]);
+      }
+    } else {
+      // Pipeline per block j (stage s): Q K^T of block j + 1 is issued before P V of block j, and the
+      // softmax of block j + 1 runs while P V of block j is in the tensor cores. K of a stage is
+      // released once its Q K^T is done, V once its P V is, so the producer refills K early.
+      ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
+      int blk = ss.block[0];
+      if (blk >= 0) {
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[0]);
+        softmax(blk);
+        to_p();
+        for (;;) {
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          const int next = ss.block[s1];
+          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          if (next >= 0) {
+            warpgroup_wait<1>();
+            warpgroup_fence_operand(tSrS);
+            release(&ss.empty_k[s1]);
+            softmax(next);
+          }
+          warpgroup_wait<0>();
+          warpgroup_fence_operand(tOrO);
+          release(&ss.empty_v[s]);
+          ++n;
+          if (next < 0) break;
+          rescale_o();
+          to_p();
+        }
+      }
     }
-    // Online softmax on exp2: m is the running row maximum of the raw logits.
+
+    // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
+    Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
+    float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      float mx = row_max[r];
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float correction = exp2f((row_max[r] - mx) * scale_log2);
-      row_max[r] = mx;
-      const float offset = mx * scale_log2;
-      float sum = 0.f;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(S); ++c) {
-        S(r, c) = exp2f(S(r, c) * scale_log2 - offset);
-        sum += S(r, c);
+      float l = row_sum[r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const bool any = n > 0 && l > 0.f;
+      const float inv = any ? 1.f / l : 0.f;
+      const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
+      if (grow < p.nq) {
+        Element* orow = out + int64_t(grow) * p.o_row_stride;
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); c += 2) {
+          const int col = get<1>(Oc(r, c));
+          cutlass::Array<Element, 2> pair;
+          pair[0] = Element(O(r, c) * inv);
+          pair[1] = Element(O(r, c + 1) * inv);
+          *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
+        }
+        if (lane % 4 == 0) lse[grow] = any ? row_max[r] * p.scale + logf(l) : -INFINITY;
       }
-      row_sum[r] = row_sum[r] * correction + sum;  // this thread's columns; the quad sums at the end
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction;
-    }
-    Tensor rP = make_tensor<Element>(tSrS.layout());
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
-    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
-    ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
-    wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tOrO);
-    __syncwarp();
-    if (lane == 0) ClusterBarrier::arrive(&ss.empty[s]);
-  }
-
-  // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
-  Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-  Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-  Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
-  float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
-  CUTLASS_PRAGMA_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const bool any = n > 0 && l > 0.f;
-    const float inv = any ? 1.f / l : 0.f;
-    const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
-    if (grow < p.nq) {
-      Element* orow = out + int64_t(grow) * p.o_row_stride;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(O); c += 2) {
-        const int col = get<1>(Oc(r, c));
-        cutlass::Array<Element, 2> pair;
-        pair[0] = Element(O(r, c) * inv);
-        pair[1] = Element(O(r, c + 1) * inv);
-        *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
-      }
-      if (lane % 4 == 0) lse[grow] = any ? row_max[r] * p.scale + logf(l) : -INFINITY;
     }
   }
 #endif
