@@ -21,7 +21,6 @@
 #include <cutlass/cutlass.h>
 #include <cute/tensor.hpp>
 #include <cutlass/arch/barrier.h>
-#include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/numeric_types.h>
 
 #include <cmath>
@@ -48,22 +47,12 @@ struct FlashSparseTraits {
   static constexpr int kConsumerWGs = kBlockSize / 64;
   static constexpr int kBlockM = 64 * kConsumerWGs;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  // Two consumer warpgroups need more than the 168 registers a 3-warps-per-SM-quadrant CTA gets:
-  // a whole producer warpgroup (one warp of it working) hands its registers to them (setmaxnreg).
-  // One consumer warpgroup fits without it, next to a single producer warp.
-  static constexpr bool kRegisterSplit = kConsumerWGs == 2;
-  static constexpr int kProducerThreads = kRegisterSplit ? 128 : 32;
-  // The two must fit the registers the CTA was launched with (384 x 168 = 64512 = 128 x 24 + 256 x 240),
-  // or the consumers' setmaxnreg.inc waits forever.
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
+  // Plus one producer warp. At most 3 warps per SM quadrant at block 128 (9 warps): 168 registers
+  // per thread, enough for the serial loop below without spills.
+  static constexpr int kNThreads = kConsumerThreads + 32;
   // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64
   // measured 0.89x of two on an H200, together with the overlap below).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
-  // Overlap within a warpgroup (Q K^T of block j + 1 and the softmax of j + 1 under P V of block j)
-  // pays where one CTA has the SM; with two CTAs per SM the hardware interleaves them already, and
-  // on an H200 the overlapped loop ran block 64 at 0.86x the serial one (NOTES.md).
-  static constexpr bool kIntraWgOverlap = kConsumerWGs == 2;
   // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
   static constexpr int kStages = 2;
 
@@ -182,9 +171,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
   const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
 
-  if (warp >= T::kConsumerThreads / 32) {
-    if constexpr (T::kRegisterSplit) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
-    if (warp > T::kConsumerThreads / 32) return;
+  if (warp == T::kConsumerThreads / 32) {
     // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies.
     if (lane == 0) {
       prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
@@ -249,7 +236,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     }
     if (lane == 0) issue(-1);
   } else {
-    if constexpr (T::kRegisterSplit) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
 
     // Consumer warpgroups: 64 query rows each.
     const int tid = threadIdx.x;
@@ -328,63 +314,28 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
-    if constexpr (!T::kIntraWgOverlap) {
-      // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
-      // V once its P V is, so the producer refills K early.
-      for (;; ++n) {
-        const int s = n % kStages;
-        const uint32_t phase = (n / kStages) & 1;
-        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-        const int blk = ss.block[s];
-        if (blk < 0) break;
-        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tSrS);
-        release(&ss.empty_k[s]);
-        softmax(blk);
-        rescale_o();
-        to_p();
-        ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
-        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tOrO);
-        release(&ss.empty_v[s]);
-      }
-    } else {
-      // Pipeline per block j (stage s): Q K^T of block j + 1 is issued before P V of block j, and the
-      // softmax of block j + 1 runs while P V of block j is in the tensor cores. K of a stage is
-      // released once its Q K^T is done, V once its P V is, so the producer refills K early.
-      ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
-      int blk = ss.block[0];
-      if (blk >= 0) {
-        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tSrS);
-        release(&ss.empty_k[0]);
-        softmax(blk);
-        to_p();
-        for (;;) {
-          const int s = n % kStages, s1 = (n + 1) % kStages;
-          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
-          const int next = ss.block[s1];
-          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
-          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
-          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-          if (next >= 0) {
-            warpgroup_wait<1>();
-            warpgroup_fence_operand(tSrS);
-            release(&ss.empty_k[s1]);
-            softmax(next);
-          }
-          warpgroup_wait<0>();
-          warpgroup_fence_operand(tOrO);
-          release(&ss.empty_v[s]);
-          ++n;
-          if (next < 0) break;
-          rescale_o();
-          to_p();
-        }
-      }
+    // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
+    // V once its P V is, so the producer refills K early. Overlap inside the warpgroup (Q K^T and
+    // softmax of block j + 1 under P V of block j, FlashAttention-3 style, with a 24 / 240 register
+    // split at block 128) measured slower on an H200: 0.93-0.98x at D 128, 0.85x at D 64 (NOTES.md).
+    for (;; ++n) {
+      const int s = n % kStages;
+      const uint32_t phase = (n / kStages) & 1;
+      ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+      const int blk = ss.block[s];
+      if (blk < 0) break;
+      wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      release(&ss.empty_k[s]);
+      softmax(blk);
+      rescale_o();
+      to_p();
+      ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+      wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      release(&ss.empty_v[s]);
     }
 
     // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
