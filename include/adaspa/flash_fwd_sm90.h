@@ -21,6 +21,7 @@
 #include <cutlass/cutlass.h>
 #include <cute/tensor.hpp>
 #include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/numeric_types.h>
 
 #include <cmath>
@@ -47,9 +48,15 @@ struct FlashSparseTraits {
   static constexpr int kConsumerWGs = kBlockSize / 64;
   static constexpr int kBlockM = 64 * kConsumerWGs;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  // Plus one producer warp. At most 3 warps per SM quadrant at block 128 (9 warps): 168 registers
-  // per thread, enough for the serial loop below without spills.
-  static constexpr int kNThreads = kConsumerThreads + 32;
+  // Two consumer warpgroups take turns at the tensor cores (ping-pong, below): each holds S, P
+  // and O at once, more than the 168 registers a 12-warp CTA gets, so a whole producer warpgroup
+  // (one warp of it working) hands its registers over with setmaxnreg. The split must fit what
+  // the CTA was launched with (384 x 168 = 128 x 24 + 256 x 240): asking for more hangs
+  // setmaxnreg.inc. One consumer warpgroup runs the serial loop next to a single producer warp.
+  static constexpr bool kPingPong = kConsumerWGs == 2;
+  static constexpr int kProducerThreads = kPingPong ? 128 : 32;
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64
   // measured 0.89x of two on an H200, together with the overlap below).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
@@ -171,7 +178,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
   const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
 
-  if (warp == T::kConsumerThreads / 32) {
+  if (warp >= T::kConsumerThreads / 32) {
+    if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if (warp > T::kConsumerThreads / 32) return;
     // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies.
     if (lane == 0) {
       prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
@@ -236,7 +245,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     }
     if (lane == 0) issue(-1);
   } else {
-
+    if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     // Consumer warpgroups: 64 query rows each.
     const int tid = threadIdx.x;
     typename T::TiledMmaQK mma_qk;
@@ -314,28 +323,72 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
-    // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
-    // V once its P V is, so the producer refills K early. Overlap inside the warpgroup (Q K^T and
-    // softmax of block j + 1 under P V of block j, FlashAttention-3 style, with a 24 / 240 register
-    // split at block 128) measured slower on an H200: 0.93-0.98x at D 128, 0.85x at D 64 (NOTES.md).
-    for (;; ++n) {
-      const int s = n % kStages;
-      const uint32_t phase = (n / kStages) & 1;
-      ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-      const int blk = ss.block[s];
-      if (blk < 0) break;
-      wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      release(&ss.empty_k[s]);
-      softmax(blk);
-      rescale_o();
-      to_p();
-      ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
-      wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      release(&ss.empty_v[s]);
+    if constexpr (T::kPingPong) {
+      // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
+      // batch, then the warpgroup waits for them and runs the softmax of block j + 1 while the
+      // other warpgroup's batch is in the tensor cores. Named barrier 1 + w is warpgroup w's turn;
+      // warpgroup 1 hands warpgroup 0 the first turn and skips its hand-over after its last batch,
+      // so no arrival is left over.
+      const int wg = tid / 128;
+      auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
+      auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
+      ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
+      const int first = ss.block[0];
+      if (first >= 0) {
+        if (wg == 1) pass_turn();
+        take_turn();
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
+        pass_turn();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[0]);
+        softmax(first);
+        to_p();
+        for (;;) {
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          const int next = ss.block[s1];
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+          take_turn();
+          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          if (next >= 0 || wg == 0) pass_turn();
+          warpgroup_wait<0>();
+          warpgroup_fence_operand(tOrO);
+          warpgroup_fence_operand(tSrS);
+          release(&ss.empty_v[s]);
+          ++n;
+          if (next < 0) break;
+          release(&ss.empty_k[s1]);
+          softmax(next);
+          rescale_o();
+          to_p();
+        }
+      }
+    } else {
+      // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
+      // V once its P V is, so the producer refills K early. Overlap inside the warpgroup (Q K^T and
+      // softmax of block j + 1 under P V of block j, FlashAttention-3 style, with a 24 / 240 register
+      // split at block 128) measured slower on an H200: 0.93-0.98x at D 128, 0.85x at D 64 (NOTES.md).
+      for (;; ++n) {
+        const int s = n % kStages;
+        const uint32_t phase = (n / kStages) & 1;
+        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+        const int blk = ss.block[s];
+        if (blk < 0) break;
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[s]);
+        softmax(blk);
+        rescale_o();
+        to_p();
+        ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.empty_v[s]);
+      }
     }
 
     // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
