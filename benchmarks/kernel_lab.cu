@@ -96,8 +96,6 @@ cudaError_t launch(const AttnParams& p) { return run_attention<kMode, DType::kBF
 
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return sm90::run_flash_sparse<Elem, D, BS>(p, nullptr); }
-template <int D>
-cudaError_t launch_sm90_one_stream(const AttnParams& p) { return sm90::run_flash_sparse<Elem, D, 64, false>(p, nullptr); }
 
 using Launch = cudaError_t (*)(const AttnParams&);
 
@@ -185,10 +183,9 @@ double check_scores(const AttnParams& p, int D, int BS, std::mt19937& rng, const
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[5]) {
+void kernels(Launch (&k)[4]) {
   k[0] = launch<D, BS, Mode::kSparse>, k[1] = launch<D, BS, Mode::kSearch>, k[2] = launch<D, BS, Mode::kScore>;
   k[3] = launch_sm90<D, BS>;
-  if constexpr (BS == 64) k[4] = launch_sm90_one_stream<D>;  // the other block-64 arrangement
 }
 
 int main(int argc, char** argv) {
@@ -196,7 +193,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  Launch k[4] = {nullptr, nullptr, nullptr, nullptr};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -267,16 +264,6 @@ int main(int argc, char** argv) {
       std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90   %.3f ms  %.1f TF/s  max_abs_err %.2e  "
                   "(%.2fx portable)\n", D, BS, N, H, density, keep, ms90, flops / ms90 * 1e-9, err90, ms / ms90);
       if (!(err90 < 2e-2)) status = 1;
-      if (k[4]) {
-        CHECK(cudaMemset(o, 0xff, elems * sizeof(Elem)));
-        CHECK(k[4](p));
-        CHECK(cudaDeviceSynchronize());
-        const double err1 = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
-        const double ms1 = time_ms(k[4], p, iters, a, b);
-        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90-1wg %.3f ms  %.1f TF/s  max_abs_err %.2e  "
-                    "(%.2fx portable)\n", D, BS, N, H, density, keep, ms1, flops / ms1 * 1e-9, err1, ms / ms1);
-        if (!(err1 < 2e-2)) status = 1;
-      }
     }
   }
   if (std::getenv("LAB_SEARCH")) {  // the lse of the last sparse call stands in for a cached one

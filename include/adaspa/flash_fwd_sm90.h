@@ -35,7 +35,7 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kTwoStreams_ = (kBlockSize_ == 64)>
+template <typename Element_, int kHeadDim_, int kBlockSize_>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -45,17 +45,9 @@ struct FlashSparseTraits {
 
   // One listed block per key tile; 64 query rows per consumer warpgroup (the wgmma M).
   static constexpr int kBlockN = kBlockSize;
-  // A stream is one query block's list and its own K / V ring. Block 128: one stream feeds two
-  // warpgroups (64 rows each). Block 64 with two streams: two query blocks per CTA, one
-  // warpgroup and one ring each, one producer warp serving both. Block 64 with one stream: one
-  // warpgroup per CTA, two CTAs per SM.
-  static constexpr int kStreams = kTwoStreams_ ? 2 : 1;
-  static_assert(!kTwoStreams_ || kBlockSize == 64, "two streams per CTA only at block 64");
-  static constexpr int kConsumerWGs = kTwoStreams_ ? 2 : kBlockSize / 64;
+  static constexpr int kConsumerWGs = kBlockSize / 64;
   static constexpr int kBlockM = 64 * kConsumerWGs;
-  static constexpr int kQueryBlocksPerCta = kBlockM / kBlockSize;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  static constexpr int kWarpsPerStream = kConsumerThreads / 32 / kStreams;  // arrivals per release
   // Two consumer warpgroups take turns at the tensor cores (ping-pong, below): each holds S, P
   // and O at once, more than the 168 registers a 12-warp CTA gets, so a whole producer warpgroup
   // (one warp of it working) hands its registers over with setmaxnreg. The split must fit what
@@ -65,11 +57,11 @@ struct FlashSparseTraits {
   static constexpr int kProducerThreads = kPingPong ? 128 : 32;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
-  // One warpgroup per CTA: two CTAs share an SM and interleave their softmax and MMA phases.
+  // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64
+  // measured 0.89x of two on an H200, together with the overlap below).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
-  // K / V ring depth per stream: the producer runs at most this many blocks ahead.
+  // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
   static constexpr int kStages = 2;
-  static constexpr int kSlots = kStreams * kStages;  // ring slot of (stream w, stage s): w * kStages + s
 
   using AtomLayout = Layout<Shape<Int<kConsumerWGs>, _1, _1>>;
   using TiledMmaQK = decltype(make_tiled_mma(
@@ -82,10 +74,10 @@ struct FlashSparseTraits {
   // 128-byte swizzled rows (64 elements) shared by TMA and wgmma; head dims are multiples of 64.
   using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-  using SmemLayoutKV = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kSlots>>{}));
+  using SmemLayoutKV = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
   // V as the (head dim x keys) B operand of P V: the same bytes, read MN-major.
   using SmemLayoutVt = decltype(composition(
-      SmemLayoutKV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kSlots>>{}, Step<_2, _1, _3>{})));
+      SmemLayoutKV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{})));
 
   static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
   static constexpr uint32_t kKVBytes = kBlockN * kHeadDim * sizeof(Element);
@@ -112,9 +104,8 @@ struct FlashSparseTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
     uint64_t bar_q;
-    uint64_t full_k[kSlots], full_v[kSlots], empty_k[kSlots], empty_v[kSlots];
-    int block[kSlots];  // the key block in each slot; -1: that stream's list is done
-    int solo;           // ping-pong: set by the first warpgroup whose list is done
+    uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
+    int block[kStages];  // the key block in each stage; -1: the list is done
   };
   // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
@@ -152,38 +143,6 @@ __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, T
   warpgroup_commit_batch();
 }
 
-// One idx row walked by a whole warp, 32 entries at a time, under the block_list.h rule: an entry
-// is accepted iff it lies in [0, mk) and above every valid entry before it (the running maximum
-// of accepted entries is the running maximum of valid ones). next() is warp-collective and
-// returns the next accepted block, or -1 at the end of the row.
-struct ListCursor {
-  const int32_t* row = nullptr;
-  int base = 0, last = -1, entry = -1;
-  unsigned pending = 0;  // lanes of the current window accepted and not yet returned
-
-  __device__ __forceinline__ int next(const AttnParams& p, int lane) {
-    while (!pending) {
-      if (base >= p.kmax) return -1;
-      entry = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
-      const bool valid = entry >= 0 && entry < p.mk;
-      int pmax = valid ? entry : -1;
-      CUTLASS_PRAGMA_UNROLL
-      for (int o = 1; o < 32; o *= 2) {
-        const int x = __shfl_up_sync(0xffffffffu, pmax, o);
-        if (lane >= o) pmax = max(pmax, x);
-      }
-      int before = __shfl_up_sync(0xffffffffu, pmax, 1);
-      before = lane == 0 ? last : max(before, last);
-      pending = __ballot_sync(0xffffffffu, valid && entry > before);
-      last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
-      base += 32;
-    }
-    const int l = __ffs(pending) - 1;
-    pending &= pending - 1;
-    return __shfl_sync(0xffffffffu, entry, l);
-  }
-};
-
 template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     flash_sparse_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
@@ -191,7 +150,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   using Element = typename T::Element;
   using SharedStorage = typename T::SharedStorage;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
-  constexpr int kStreams = T::kStreams;
   using cutlass::arch::ClusterBarrier;
   using cutlass::arch::ClusterTransactionBarrier;
 
@@ -205,13 +163,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   if (threadIdx.x == 0) {
     ClusterTransactionBarrier::init(&ss.bar_q, 1);
     CUTLASS_PRAGMA_UNROLL
-    for (int s = 0; s < T::kSlots; ++s) {
+    for (int s = 0; s < kStages; ++s) {
       ClusterTransactionBarrier::init(&ss.full_k[s], 1);
       ClusterTransactionBarrier::init(&ss.full_v[s], 1);
-      ClusterBarrier::init(&ss.empty_k[s], T::kWarpsPerStream);  // one arrival per consumer warp
-      ClusterBarrier::init(&ss.empty_v[s], T::kWarpsPerStream);
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
+      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
     }
-    ss.solo = 0;
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -219,10 +176,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
-  // Stream w walks the list of query block m_block * kQueryBlocksPerCta + w; a CTA's second query
-  // block past the end (odd Mq) gets an empty list.
-  auto list_row = [&](int w) { return p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block * T::kQueryBlocksPerCta + w) * p.kmax; };
-  auto stream_live = [&](int w) { return m_block * T::kQueryBlocksPerCta + w < p.mq; };
+  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
 
   if (warp >= T::kConsumerThreads / 32) {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
@@ -249,45 +203,47 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     auto tVgV = get<0>(tV);
     auto tVsV = get<1>(tV);
 
-    int issued[kStreams];  // blocks (and end marks) issued per stream
-    auto issue = [&](int w, int blk) {
-      const int s = issued[w] % kStages, slot = w * kStages + s;
-      const uint32_t phase = ((issued[w] / kStages) - 1) & 1;  // the round that last used this slot
-      if (issued[w] >= kStages) ClusterBarrier::wait(&ss.empty_k[slot], phase);
-      ss.block[slot] = blk;
+    int n = 0;        // blocks issued
+    int last = -1;    // the block_list.h rule: accept an entry in [0, mk) above the last accepted
+    auto issue = [&](int blk) {
+      const int s = n % kStages;
+      const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+      ss.block[s] = blk;
       if (blk >= 0) {
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[slot], T::kKVBytes);
-        copy(prm.tma_k.with(ss.full_k[slot], 0), tKgK(_, blk), tKsK(_, slot));
-        if (issued[w] >= kStages) ClusterBarrier::wait(&ss.empty_v[slot], phase);
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[slot], T::kKVBytes);
-        copy(prm.tma_v.with(ss.full_v[slot], 0), tVgV(_, blk), tVsV(_, slot));
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
       } else {
-        ClusterBarrier::arrive(&ss.full_k[slot]);  // end of list: no bytes, the consumers read -1
+        ClusterBarrier::arrive(&ss.full_k[s]);  // end of list: no bytes, the consumers read block -1
       }
-      ++issued[w];
+      ++n;
     };
-    ListCursor cur[kStreams];
-    bool live[kStreams];
-    CUTLASS_PRAGMA_UNROLL
-    for (int w = 0; w < kStreams; ++w) {
-      issued[w] = 0;
-      live[w] = stream_live(w);
-      if (live[w]) cur[w].row = list_row(w);
-      else if (lane == 0) issue(w, -1);
-    }
-    // Streams take turns, one block each, as their consumers do.
-    while (true) {
-      bool any = false;
+    for (int base = 0; base < p.kmax; base += 32) {
+      const int e = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
+      const bool valid = e >= 0 && e < p.mk;
+      // An entry is accepted iff it is valid and above every valid entry before it (the running
+      // maximum of accepted entries is the running maximum of valid ones).
+      int pmax = valid ? e : -1;
       CUTLASS_PRAGMA_UNROLL
-      for (int w = 0; w < kStreams; ++w) {
-        if (!live[w]) continue;
-        const int blk = cur[w].next(p, lane);
-        if (lane == 0) issue(w, blk);
-        live[w] = blk >= 0;
-        any = true;
+      for (int o = 1; o < 32; o *= 2) {
+        const int x = __shfl_up_sync(0xffffffffu, pmax, o);
+        if (lane >= o) pmax = max(pmax, x);
       }
-      if (!any) break;
+      int before = __shfl_up_sync(0xffffffffu, pmax, 1);
+      before = lane == 0 ? last : max(before, last);
+      unsigned accepted = __ballot_sync(0xffffffffu, valid && e > before);
+      while (accepted) {
+        const int l = __ffs(accepted) - 1;
+        accepted &= accepted - 1;
+        const int blk = __shfl_sync(0xffffffffu, e, l);
+        if (lane == 0) issue(blk);
+      }
+      last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
     }
+    if (lane == 0) issue(-1);
   } else {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     // Consumer warpgroups: 64 query rows each.
@@ -368,60 +324,42 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
-      // Two warpgroups take turns at the tensor cores: a turn issues P V of block j and Q K^T of
-      // block j + 1 as one batch; the warpgroup then waits for them and runs the softmax of block
-      // j + 1 while the other warpgroup's batch is in the tensor cores. Named barrier 1 + w is
-      // warpgroup w's turn, warpgroup 1 hands warpgroup 0 the first. Lists of two streams may
-      // differ in length: the first warpgroup to finish sets ss.solo in its last turn (read by the
-      // other after its next take), hands over only if the other was still taking turns, and the
-      // other then stops handing over, so every arrival is waited for and none is left over.
+      // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
+      // batch, then the warpgroup waits for them and runs the softmax of block j + 1 while the
+      // other warpgroup's batch is in the tensor cores. Named barrier 1 + w is warpgroup w's turn;
+      // warpgroup 1 hands warpgroup 0 the first turn and skips its hand-over after its last batch,
+      // so no arrival is left over.
       const int wg = tid / 128;
-      const int stream = kStreams == 2 ? wg : 0;
-      bool paired = true, partner = false;
-      auto take_turn = [&]() {
-        if (paired) {
-          cutlass::arch::NamedBarrier::sync(256, 1 + wg);
-          partner = ss.solo == 0;
-        }
-      };
-      auto end_turn = [&](bool last) {
-        if (paired) {
-          if (last) ss.solo = 1;
-          __threadfence_block();
-          if (partner) cutlass::arch::NamedBarrier::arrive(256, 2 - wg);
-          paired = partner;
-        }
-      };
-      const int slot0 = stream * kStages;
-      ClusterTransactionBarrier::wait(&ss.full_k[slot0], 0);
-      const int first = ss.block[slot0];
-      if (wg == 1) cutlass::arch::NamedBarrier::arrive(256, 1);
-      take_turn();
-      if (first < 0) end_turn(true);
+      auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
+      auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
+      ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
+      const int first = ss.block[0];
       if (first >= 0) {
-        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, slot0), tSrS);
-        end_turn(false);
+        if (wg == 1) pass_turn();
+        take_turn();
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
+        pass_turn();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
-        release(&ss.empty_k[slot0]);
+        release(&ss.empty_k[0]);
         softmax(first);
         to_p();
         for (;;) {
-          const int slot = stream * kStages + n % kStages, slot1 = stream * kStages + (n + 1) % kStages;
-          ClusterTransactionBarrier::wait(&ss.full_k[slot1], ((n + 1) / kStages) & 1);
-          const int next = ss.block[slot1];
-          ClusterTransactionBarrier::wait(&ss.full_v[slot], (n / kStages) & 1);
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          const int next = ss.block[s1];
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
           take_turn();
-          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, slot), tOrO);
-          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, slot1), tSrS);
-          end_turn(next < 0);
+          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          if (next >= 0 || wg == 0) pass_turn();
           warpgroup_wait<0>();
           warpgroup_fence_operand(tOrO);
           warpgroup_fence_operand(tSrS);
-          release(&ss.empty_v[slot]);
+          release(&ss.empty_v[s]);
           ++n;
           if (next < 0) break;
-          release(&ss.empty_k[slot1]);
+          release(&ss.empty_k[s1]);
           softmax(next);
           rescale_o();
           to_p();
@@ -494,9 +432,9 @@ inline bool tma_compatible(const AttnParams& p, int element_bytes) {
          stride_ok(p.v_batch_stride) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, bool kTwoStreams = (kBlockSize == 64)>
+template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kBlockSize, kTwoStreams>;
+  using T = FlashSparseTraits<Element, kHeadDim, kBlockSize>;
   typename T::Params prm;
   prm.p = p;
   prm.scale_log2 = p.scale * 1.4426950408889634f;
