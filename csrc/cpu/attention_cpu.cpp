@@ -1,8 +1,13 @@
-// CPU kernels of sparse_attn, attn_search and block_scores: exact semantics, float32 math.
+// CPU kernels of sparse_attn, attn_search and block_scores: tensors become pointers here, the
+// kernel build for the CPU's instruction set is picked once, and work items are spread over
+// ATen's threads. The kernel math is adaspa/cpu/attention_cpu_kernel.h (float32 throughout).
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "adaspa/cpu/attention_cpu.h"
@@ -11,8 +16,26 @@
 namespace adaspa {
 namespace {
 
+// The widest build this CPU runs, capped by ATen's own choice (ATEN_CPU_CAPABILITY=avx2 or
+// =default in the environment lowers both torch's kernels and these).
+const cpu::AttnCpuKernel& cpu_kernel() {
+  static const cpu::AttnCpuKernel* k = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const std::string cap = at::get_cpu_capability();
+    __builtin_cpu_init();
+    if (cap == "AVX512" && __builtin_cpu_supports("avx512f")) return &cpu::kAttnAvx512;
+    if ((cap == "AVX512" || cap == "AVX2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return &cpu::kAttnAvx2;
+#endif
+    return &cpu::kAttnPortable;
+  }();
+  return *k;
+}
+
 // Runs every (b, h, query block) item of `mode`. Inputs are upcast to float32 (no copy when
-// they already are); out is written through a float32 buffer laid out like q.
+// they already are); out is written through a float32 buffer laid out like q. Threads take items
+// from a shared counter, so a core slowed by other work takes fewer of them; the result does not
+// depend on who ran what.
 void run_cpu(Mode mode, const AttnShape& s, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
              at::Tensor* out, at::Tensor* lse, at::Tensor* scores, const at::Tensor* idx) {
   const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat);
@@ -31,14 +54,14 @@ void run_cpu(Mode mode, const AttnShape& s, const at::Tensor& q, const at::Tenso
   p.kmax = idx ? static_cast<int>(idxc.size(3)) : 0;
   const int bs = static_cast<int>(s.block_size), d = static_cast<int>(s.head_dim);
   const int64_t items = s.batch * s.heads * s.mq;
-  at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-    cpu::CpuScratch scratch;
-    for (int64_t it = begin; it < end; ++it) {
-      const int qb = static_cast<int>(it % s.mq);
-      const int h = static_cast<int>((it / s.mq) % s.heads);
-      const int b = static_cast<int>(it / (s.mq * s.heads));
-      cpu::run_query_block(p, mode, bs, d, b, h, qb, scratch);
-    }
+  const cpu::AttnCpuKernel& kernel = cpu_kernel();
+  const size_t scratch_bytes = kernel.scratch_bytes(p, mode, bs, d);
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    std::vector<char> scratch(scratch_bytes);
+    for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;)
+      kernel.run_item(p, mode, bs, d, it, scratch.data());
   });
   if (out && out->scalar_type() != at::kFloat) out->copy_(of);
 }
