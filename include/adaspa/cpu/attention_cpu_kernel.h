@@ -36,11 +36,10 @@ constexpr int kRows = 64;  // query rows per strip, across the lanes of kRowVecs
 constexpr int kRowVecs = kRows / kLanes;
 // Register tile of the products: kMR rows of the output x kNV vectors of strip rows, kMR * kNV
 // accumulators (AVX-512: 16 of its 32 registers; AVX2 / portable: 8 of 16).
-constexpr int kMR = 4;
 #if ADASPA_CPU_ISA == 2
-constexpr int kNV = 4;
+constexpr int kMR = 6, kNV = 4;
 #else
-constexpr int kNV = 2;
+constexpr int kMR = 4, kNV = 2;
 #endif
 static_assert(kRowVecs % kNV == 0, "strip vectors must split into register tiles");
 constexpr float kLog2e = 1.4426950408889634f;
@@ -86,7 +85,11 @@ inline void strip_product(int na, int nt, const float* A, int64_t sa, int64_t st
   for (int o = 0; o < kRows; o += kNV * kLanes) {
     int a = 0;
     for (; a + kMR <= na; a += kMR) micro_tile<kMR, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
-    for (; a < na; ++a) micro_tile<1, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
+    if constexpr (kMR > 4) {
+      if (a + 4 <= na) micro_tile<4, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 4;
+    }
+    if (a + 2 <= na) micro_tile<2, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 2;
+    if (a < na) micro_tile<1, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
   }
 }
 
@@ -224,7 +227,7 @@ inline void score_strip(const AttnParams& p, int bs, int d, const float* k, int 
     vf acc[kRowVecs], lse2[kRowVecs];
     for (int u = 0; u < kRowVecs; ++u) acc[u] = vf{}, lse2[u] = load(w.lse2 + u * kLanes);
     for (int c = 0; c < cols; ++c)
-      for (int u = 0; u < kRowVecs; ++u) acc[u] += exp2(load(w.st + c * kRows + u * kLanes) - lse2[u]);
+      for (int u = 0; u < kRowVecs; ++u) acc[u] += exp2<true>(load(w.st + c * kRows + u * kLanes) - lse2[u]);
     for (int u = 1; u < kRowVecs; ++u) acc[0] += acc[u];
     scores[w.blocks[t]] += hsum(acc[0]);
   }

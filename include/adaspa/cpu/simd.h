@@ -53,7 +53,17 @@ ADASPA_CPU_INLINE vf load(const float* p) {
   return v;
 }
 ADASPA_CPU_INLINE void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
-ADASPA_CPU_INLINE vf splat(float x) { return vf{} + x; }
+// x in every lane. (Not vf{} + x: that adds 0 first, to keep -0.) With x loaded from memory, the
+// x86 builds broadcast straight from the load, leaving the shuffle port to the FMAs.
+ADASPA_CPU_INLINE vf splat(float x) {
+#if ADASPA_CPU_ISA == 2
+  return _mm512_set1_ps(x);
+#elif ADASPA_CPU_ISA == 1
+  return _mm256_set1_ps(x);
+#else
+  return vf{x, x, x, x};
+#endif
+}
 
 // a * b + c, fused where the instruction set has it (ISO C++ builds do not contract a * b + c).
 ADASPA_CPU_INLINE vf fma(vf a, vf b, vf c) {
@@ -66,7 +76,27 @@ ADASPA_CPU_INLINE vf fma(vf a, vf b, vf c) {
 #endif
 }
 
-ADASPA_CPU_INLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
+// max / min with the x86 semantics (b when either is NaN). The AVX-512 forms are the masked
+// intrinsics with an all-ones mask: the plain ones start from _mm512_undefined_ps(), which GCC 12
+// reports as used uninitialised.
+ADASPA_CPU_INLINE vf vmax(vf a, vf b) {
+#if ADASPA_CPU_ISA == 2
+  return _mm512_mask_max_ps(a, static_cast<__mmask16>(-1), a, b);
+#elif ADASPA_CPU_ISA == 1
+  return _mm256_max_ps(a, b);
+#else
+  return a > b ? a : b;
+#endif
+}
+ADASPA_CPU_INLINE vf vmin(vf a, vf b) {
+#if ADASPA_CPU_ISA == 2
+  return _mm512_mask_min_ps(a, static_cast<__mmask16>(-1), a, b);
+#elif ADASPA_CPU_ISA == 1
+  return _mm256_min_ps(a, b);
+#else
+  return a < b ? a : b;
+#endif
+}
 
 ADASPA_CPU_INLINE float hsum(vf v) {
   float s = 0;
@@ -74,29 +104,28 @@ ADASPA_CPU_INLINE float hsum(vf v) {
   return s;
 }
 
-// 2^x for float x, within ~2 ulp on [-126, 128): x = n + f with n = round(x), |f| <= 1/2,
-// 2^f from its degree-7 Taylor polynomial (truncation error < 6e-9), 2^n put into the exponent.
-// x < -126 gives 0 (the true value is below 2^-126, so a softmax weight of 0 is exact to float
-// precision; -inf included), x >= 128 gives +inf.
+// 2^x for float x, within 1 ulp on [-126, 127]: x = n + f with n = round(x), |f| <= 1/2, 2^f from
+// a degree-6 minimax polynomial (relative error 1.9e-9), 2^n put into the exponent bits. x is
+// clamped to [-127, 127] first: x <= -127 (-inf and NaN included) gives exactly 0 (2^-127 has a
+// zero exponent field), which for a softmax weight is exact to float precision. kOverflow: x >= 128
+// gives +inf (only the score pass with a given LSE can get there); without it 2^127 is the top.
+template <bool kOverflow = false>
 ADASPA_CPU_INLINE vf exp2(vf x) {
-  const vf lo = splat(-126.f), hi = splat(128.f);
-  const vf xc = x < lo ? lo : (x > splat(127.f) ? splat(127.f) : x);
+  const vf xc = vmin(vmax(x, splat(-127.f)), splat(127.f));
   const vf magic = splat(12582912.f);  // 1.5 * 2^23: adding it rounds to an integer in the low bits
   const vf t = xc + magic;
-  const vf n = t - magic;
-  const vf f = xc - n;
-  vf p = splat(1.5252733804059841e-05f);  // ln2^7 / 7!
-  p = fma(p, f, splat(1.5403530393381609e-04f));
-  p = fma(p, f, splat(1.3333558146428443e-03f));
-  p = fma(p, f, splat(9.6181291076284772e-03f));
-  p = fma(p, f, splat(5.5504108664821580e-02f));
-  p = fma(p, f, splat(2.4022650695910071e-01f));
-  p = fma(p, f, splat(6.9314718055994531e-01f));
-  p = fma(p, f, splat(1.f));
-  const vi bits = (((vi)t - 0x4B400000) + 127) << 23;  // vector casts reinterpret the bits
-  vf r = p * (vf)bits;
-  r = x < lo ? splat(0.f) : r;
-  return x >= hi ? splat(__builtin_inff()) : r;
+  const vf f = xc - (t - magic);
+  vf p = splat(1.5345791774707833e-04f);
+  p = fma(p, f, splat(1.3399929365393297e-03f));
+  p = fma(p, f, splat(9.6184890068980700e-03f));
+  p = fma(p, f, splat(5.5503287817698640e-02f));
+  p = fma(p, f, splat(2.4022646890428298e-01f));
+  p = fma(p, f, splat(6.9314720573492570e-01f));
+  p = fma(p, f, splat(1.0000000005541545f));
+  const vi bits = ((vi)t - (0x4B400000 - 127)) << 23;  // (n + 127) << 23; vector casts keep the bits
+  const vf r = p * (vf)bits;
+  if constexpr (kOverflow) return x >= splat(128.f) ? splat(__builtin_inff()) : r;
+  return r;
 }
 
 }  // namespace adaspa::cpu::ADASPA_CPU_NS
