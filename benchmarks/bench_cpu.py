@@ -3,13 +3,14 @@ schedule against dense SDPA (the demo's workload).
 
 Usage:
   python benchmarks/bench_cpu.py [--shapes demo-cpu h4-d64-8k] [--dtype float32] [--density 0.2]
-      [--reps 7] [--schedule demo-cpu cpu-8k] [--threads N] [--csv out.csv]
+      [--reps 7] [--schedule demo-cpu cpu-8k] [--schedule-runs 3] [--threads N] [--csv out.csv]
 
 Per shape, every rep times each call once, in turn (SDPA, sparse_attn at the given density,
 attn_search, block_scores, select_blocks), so a slow spell of a shared machine hits all of them;
 the table gives the median and min over reps (host clock) and ratios of medians. `--schedule`
 runs the demo's schedule (adaspa_ext.demo.run_schedule: warm-up 10, searches at 10 and 30,
-s = 0.8) for one layer of each named workload and prints its total against dense SDPA.
+s = 0.8) for one layer of each named workload `--schedule-runs` times and prints per phase the
+median over runs of the totals against dense SDPA, and the totals of per-call minima over runs.
 """
 from __future__ import annotations
 
@@ -82,14 +83,25 @@ def bench_shape(name, dtype, density, reps, bs=64):
     return row
 
 
-def bench_schedule(name, dtype):
+def bench_schedule(name, dtype, runs):
+    """The schedule `runs` times over (identical inputs and patterns each run). Per phase: the
+    median over runs of its total, and the total of each call's min over runs (the time without
+    the stalls a shared machine adds at random)."""
     preset = SCHEDULES[name]
     cfg = AdaSpaConfig(sparsity=0.8, block_size=64)
-    records, _, _ = run_schedule(preset, cfg, 1, "cpu", dtype, progress=False)
+    all_records = [run_schedule(preset, cfg, 1, "cpu", dtype, progress=False)[0] for _ in range(runs)]
     rows = []
-    for r in summarize(records):
-        rows.append(dict(workload=name, N=preset.tokens, phase=r["phase"], calls=r["calls"], adaspa_ms=r["ms"],
-                         dense_ms=r["dense_ms"], speedup=r["speedup"], err=r["err"]))
+    for phase in ("dense", "search_fused", "search_cached", "sparse", "total"):
+        pick = [[r for r in recs if phase == "total" or r["phase"] == phase] for recs in all_records]
+        if not pick[0]:
+            continue
+        tot = [(sum(r["ms"] for r in rs), sum(r["dense_ms"] for r in rs)) for rs in pick]
+        ada_min = sum(min(rs[i]["ms"] for rs in pick) for i in range(len(pick[0])))
+        dense_min = sum(min(rs[i]["dense_ms"] for rs in pick) for i in range(len(pick[0])))
+        rows.append(dict(workload=name, N=preset.tokens, phase=phase, calls=len(pick[0]),
+                         adaspa_ms=statistics.median(a for a, _ in tot), dense_ms=statistics.median(d for _, d in tot),
+                         speedup=statistics.median(d / a for a, d in tot), adaspa_min=ada_min, dense_min=dense_min,
+                         speedup_min=dense_min / ada_min, err=statistics.mean(r["err"] for r in pick[0])))
     return rows
 
 
@@ -100,6 +112,7 @@ def main():
     ap.add_argument("--density", type=float, default=0.2)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--schedule", nargs="*", default=[], choices=sorted(SCHEDULES))
+    ap.add_argument("--schedule-runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--csv")
     a = ap.parse_args()
@@ -117,11 +130,12 @@ def main():
                                   ("search_ms", ".1f", 9), ("search/sdpa", ".2f", 11),
                                   ("scores_ms", ".1f", 9), ("scores/sdpa", ".2f", 11),
                                   ("select_ms", ".2f", 9), ("select/sdpa", ".3f", 11)]))
-    sched = [r for name in a.schedule for r in bench_schedule(name, dtype)]
+    sched = [r for name in a.schedule for r in bench_schedule(name, dtype, a.schedule_runs)]
     if sched:
         print()
         print(common.table(sched, [("workload", "s", 9), ("N", "d", 5), ("phase", "s", 13), ("calls", "d", 5),
                                    ("adaspa_ms", ".1f", 10), ("dense_ms", ".1f", 10), ("speedup", ".2f", 7),
+                                   ("adaspa_min", ".1f", 10), ("dense_min", ".1f", 10), ("speedup_min", ".2f", 11),
                                    ("err", ".4f", 7)]))
     if a.csv:
         common.write_csv(a.csv, rows + sched)
