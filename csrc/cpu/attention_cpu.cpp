@@ -1,13 +1,12 @@
-// CPU kernels of sparse_attn, attn_search and block_scores: tensors become pointers here, the
-// kernel build for the CPU's instruction set is picked once, and work items are spread over
-// ATen's threads. The kernel math is adaspa/cpu/attention_cpu_kernel.h (float32 throughout).
+// CPU kernels of sparse_attn, attn_search and block_scores: tensors become pointers here, a
+// kernel build for the CPU's instruction set is picked, and work items are spread over ATen's
+// threads. The kernel math is adaspa/cpu/attention_cpu_kernel.h (float32 throughout).
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/library.h>
 
 #include <atomic>
 #include <cstdlib>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -31,8 +30,8 @@ bool cpu_has(const cpu::AttnCpuKernel* k) {
 // torch's kernels and these alike). Read at every call, so a test can switch builds.
 const cpu::AttnCpuKernel& cpu_kernel(const char* op) {
   static const cpu::AttnCpuKernel* const widest = [] {
-    const std::string cap = at::get_cpu_capability();
 #if defined(__x86_64__)
+    const std::string cap = at::get_cpu_capability();
     if (cap == "AVX512" && cpu_has(&cpu::kAttnAvx512)) return &cpu::kAttnAvx512;
     if ((cap == "AVX512" || cap == "AVX2") && cpu_has(&cpu::kAttnAvx2)) return &cpu::kAttnAvx2;
 #endif

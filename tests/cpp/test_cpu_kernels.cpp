@@ -8,6 +8,7 @@
 
 #include "adaspa/block_list.h"
 #include "adaspa/cpu/attention_cpu.h"
+#include "adaspa/cpu/simd.h"
 #include "adaspa/cpu/select_cpu.h"
 #include "adaspa/select_common.h"
 
@@ -28,6 +29,20 @@ static void test_block_rule() {
   CHECK(!adaspa::block_accepted(4, -1, 4));
   CHECK(!adaspa::block_accepted(2, 2, 4));  // duplicate
   CHECK(!adaspa::block_accepted(1, 2, 4));  // not ascending
+}
+
+static void test_exp2() {
+  namespace v = adaspa::cpu::portable;
+  double worst = 0;
+  for (int i = 0; i <= 252000; ++i) {  // x in [-126, 126]
+    const float x = -126.f + 0.001f * i;
+    const float got = v::exp2(v::splat(x))[0];
+    worst = std::max(worst, std::fabs(got / std::exp2(double(x)) - 1));
+  }
+  CHECK(worst < 2e-7);
+  CHECK(v::exp2(v::splat(0.f))[0] == 1.f && v::exp2(v::splat(-3.f))[0] == 0.125f);
+  CHECK(v::exp2(v::splat(-127.5f))[0] == 0.f && v::exp2(v::splat(-INFINITY))[0] == 0.f);
+  CHECK(std::isinf(v::exp2<true>(v::splat(200.f))[0]) && std::isinf(v::exp2<true>(v::splat(INFINITY))[0]));
 }
 
 static void test_order_key() {
@@ -192,6 +207,7 @@ static void test_attention_kernels() {
 int main() {
   test_block_rule();
   test_order_key();
+  test_exp2();
   test_select_row();
   test_attention_kernels();
   std::printf("%d passed, %d failed\n", passed, failed);

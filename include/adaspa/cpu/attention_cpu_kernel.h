@@ -35,7 +35,8 @@ namespace adaspa::cpu::ADASPA_CPU_NS {
 constexpr int kRows = 64;  // query rows per strip, across the lanes of kRowVecs vectors
 constexpr int kRowVecs = kRows / kLanes;
 // Register tile of the products: kMR rows of the output x kNV vectors of strip rows, kMR * kNV
-// accumulators (AVX-512: 16 of its 32 registers; AVX2 / portable: 8 of 16).
+// accumulators plus kNV operand vectors (AVX-512: 28 of its 32 registers, 24 FMAs per 10 loads;
+// 4 x 4 ran ~7 % slower at D 128 in one single-thread run; AVX2 / portable: 10 of 16).
 #if ADASPA_CPU_ISA == 2
 constexpr int kMR = 6, kNV = 4;
 #else

@@ -104,8 +104,9 @@ ADASPA_CPU_INLINE float hsum(vf v) {
   return s;
 }
 
-// 2^x for float x, within 1 ulp on [-126, 127]: x = n + f with n = round(x), |f| <= 1/2, 2^f from
-// a degree-6 minimax polynomial (relative error 1.9e-9), 2^n put into the exponent bits. x is
+// 2^x for float x, relative error < 2e-7 on [-126, 126] (tests/cpp checks it): x = n + f with
+// n = round(x), |f| <= 1/2, 2^f from a degree-6 minimax polynomial (relative error 1.9e-9 in exact
+// arithmetic, ~1e-7 evaluated in float), 2^n put into the exponent bits. x is
 // clamped to [-127, 127] first: x <= -127 (-inf and NaN included) gives exactly 0 (2^-127 has a
 // zero exponent field), which for a softmax weight is exact to float precision. kOverflow: x >= 128
 // gives +inf (only the score pass with a given LSE can get there); without it 2^127 is the top.
