@@ -34,7 +34,7 @@ VERSION = "0.1.0"
 
 
 def read_sources():
-    sections, cur = {"cpu": [], "cuda": []}, None
+    sections, cur = {"cpu": [], "cpu_kernels": [], "cuda": []}, None
     for line in (ROOT / "csrc" / "sources.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -89,7 +89,7 @@ def make_extension():
     cxx = ["-O3", "-Wall", "-Wno-unused-function"]
     with_cuda = want_cuda()
     archs, kernels = [], []
-    sources = list(src["cpu"])
+    sources = src["cpu"] + src["cpu_kernels"]
     if with_cuda:
         archs_env = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
         archs = [a.strip() for a in archs_env.replace(" ", ";").split(";") if a.strip()]
