@@ -15,8 +15,7 @@ import os
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loads the library: registers the schemas and kernels)
-from . import _build_config
+from . import _build_config  # loads the library (adaspa_ext._C): registers the schemas and kernels
 
 __all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index",
            "num_blocks", "SUPPORTED_BLOCK_SIZES", "SUPPORTED_HEAD_DIMS"]
