@@ -7,6 +7,8 @@
 # ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST and MAX_JOBS set by the user (environment or make
 # command line) win over the defaults below.
 PYTHON ?= python3
+# resolved before PATH below puts the venv first, so the venv is always made from this Python
+BASE_PYTHON := $(or $(shell command -v $(PYTHON) 2>/dev/null),$(PYTHON))
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.adaspa-deps
@@ -33,7 +35,7 @@ INSTALL = $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 .PHONY: demo test test-fast build-demo build-test clean
 
 $(STAMP): requirements.txt
-	$(PYTHON) -m venv $(VENV)
+	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps nvidia-cutlass==4.2.0.0
