@@ -98,6 +98,7 @@ def print_table(rows):
         rec = f"{r['recall']:.3f}" if r["recall"] is not None else "-"
         print(f"{r['phase']:>14} {r['calls']:>5} {r['ms']:>10.1f} {r['dense_ms']:>10.1f} {r['speedup']:>7.2f}x "
               f"{rec:>7} {r['err']:>8.4f} {r['max_err']:>8.4f}")
+    print()
     print(TABLE_LEGEND)
 
 
@@ -153,18 +154,19 @@ def sparsity_sweep(preset, device, dtype, base_cfg, sparsities, path, steps=4):
         recs, _, _ = run_schedule(preset, cfg, 1, device, dtype, progress=False)
         sp = [r for r in recs if r["phase"] == "sparse"]
         pts.append((s, sum(r["dense_ms"] for r in sp) / sum(r["ms"] for r in sp), statistics.mean(r["err"] for r in sp)))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:blue", label="speedup")
-    ax.axhline(1.0, color="tab:blue", linestyle=":", linewidth=1, label="1x (as fast as dense)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", frameon=False)
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    lines = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:blue", label="speedup")
+    lines.append(ax.axhline(1.0, color="black", linestyle=":", linewidth=1, label="1x: as fast as dense"))
+    ax.set_ylim(0, 1.15 * max(1.0, max(p[1] for p in pts)))
     ax.set_xlabel("sparsity s")
     ax.set_ylabel("speedup of a sparse step over dense", color="tab:blue")
     ax2 = ax.twinx()
-    ax2.plot([p[0] for p in pts], [p[2] for p in pts], "s--", color="tab:red")
+    lines += ax2.plot([p[0] for p in pts], [p[2] for p in pts], "s--", color="tab:red", label="relative error")
+    ax2.set_ylim(bottom=0)
     ax2.set_ylabel("relative error vs dense", color="tab:red")
     ax.set_title(f"{preset.name} on {device}: speed and error against sparsity")
-    fig.tight_layout()
+    fig.legend(handles=lines, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return pts
