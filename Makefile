@@ -29,8 +29,10 @@ TEST_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(or $(GPU_CC),$(NVCC_FOUND)),1,0))
 TEST_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH),8.0)
 
 # Builds adaspa_ext._C in place (objects kept in build/) and installs the package into the venv in
-# editable mode, so `import adaspa_ext` works from any directory with the venv active.
-INSTALL = $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+# editable mode, so `import adaspa_ext` works from any directory with the venv active. (setuptools'
+# generic warning about editable installs is silenced: the package directory is the source.)
+INSTALL = PYTHONWARNINGS="ignore:Editable installation$${PYTHONWARNINGS:+,$$PYTHONWARNINGS}" \
+  $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 
 .PHONY: demo test test-fast build-demo build-test clean
 
