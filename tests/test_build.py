@@ -195,8 +195,9 @@ def test_wheel_installs_into_fresh_venv(tmp_path):
     metadata pins torch and declares the extras, building it leaves the source tree alone, and
     `pip install '<wheel>[demo]'` into a fresh venv (torch and its dependencies borrowed from this
     one, matplotlib / tqdm installed by the extra) runs a CPU op and `python -m adaspa_ext.demo`."""
+    # this venv's tools first, as make does: another ninja would rebuild every object from scratch
     env = dict(os.environ, ADASPA_BUILD_CUDA="1" if _build_config.WITH_CUDA else "0",
-               MAX_JOBS=str(os.cpu_count() or 2))
+               MAX_JOBS=str(os.cpu_count() or 2), PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
     if _build_config.WITH_CUDA:  # the same archs and (possibly narrowed) kernel tuples
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(_build_config.CUDA_ARCHS)
         for i, var in enumerate(("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"), 1):

@@ -54,7 +54,7 @@ def test_readme_python_snippet_runs_outside_the_repo(installed, tmp_path, i):
 
 
 def test_demo_runs_outside_the_repo(installed, tmp_path):
-    res = run_outside(tmp_path, ["-m", "adaspa_ext.demo", "--device", "cpu", "--steps", "5", "--layers", "1",
+    res = run_outside(tmp_path, ["-m", "adaspa_ext.demo", "--device", "cpu", "--steps", "3", "--layers", "1",
                                  "--no-sweep"])
     assert res.returncode == 0, res.stderr
     assert "total" in res.stdout and "adaspa ms  total attention time" in res.stdout  # the table and its legend
