@@ -1,6 +1,6 @@
 """What a build of adaspa_ext._C compiled, as a C header compiled into the library itself.
 
-Usage: python csrc/build_facts.py OUT_DIR --cuda 0|1 [--archs "80;90a"]   (CMakeLists.txt)
+Usage: python csrc/build_facts.py OUT_DIR --cuda 0|1 [--cmake-archs "80-real,90a-real"]   (CMakeLists.txt)
 
 setup.py and CMakeLists.txt both write OUT_DIR/build_facts.h through `write_header`. csrc/ops.cpp
 exposes it as the JSON string `adaspa_ext._C.BUILD_FACTS`, and adaspa_ext/_build_config.py reads it
@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -25,6 +26,15 @@ FILTER_VARS = ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES")
 def parse_archs(text):
     """'8.0;9.0a' (or spaces / commas) -> ['8.0', '9.0a']."""
     return [a.strip() for a in text.replace(" ", ";").replace(",", ";").split(";") if a.strip()]
+
+
+def from_cmake_arch(arch):
+    """CMAKE_CUDA_ARCHITECTURES entry -> TORCH_CUDA_ARCH_LIST entry: '80-real' -> '8.0',
+    '90a-real' -> '9.0a'; a plain '80' (SASS and PTX) or '80-virtual' -> '8.0+PTX'."""
+    m = re.fullmatch(r"(\d+)(\d)([a-z]?)(-real|-virtual)?", arch.strip())
+    if m is None:
+        raise ValueError(f"unrecognised CMAKE_CUDA_ARCHITECTURES entry {arch!r}")
+    return f"{m[1]}.{m[2]}{m[3]}" + ("" if m[4] == "-real" else "+PTX")
 
 
 def all_kernel_tuples():
@@ -83,12 +93,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
     ap.add_argument("--cuda", choices=("0", "1"), required=True)
-    ap.add_argument("--archs", default="")
+    ap.add_argument("--cmake-archs", default="", help="CMAKE_CUDA_ARCHITECTURES, comma separated")
     a = ap.parse_args(argv)
     import torch
     with_cuda = a.cuda == "1"
     kernels = generate_kernels.tuples() if with_cuda else []
-    write_header(a.out_dir, facts(torch.__version__, with_cuda, torch.version.cuda, parse_archs(a.archs), kernels))
+    archs = [from_cmake_arch(x) for x in parse_archs(a.cmake_archs)]
+    write_header(a.out_dir, facts(torch.__version__, with_cuda, torch.version.cuda, archs, kernels))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def test_local_version_labels_tell_builds_apart(monkeypatch):
     monkeypatch.setenv("ADASPA_HEAD_DIMS", "64")
     narrow = generate_kernels.tuples()
     assert build_facts.local_version(True, "13.0", ["8.0"], narrow) == "cu130.sm80.bf16.hd64.bs64.bs128"
+    assert [build_facts.from_cmake_arch(a) for a in ("80-real", "90a-real", "80", "86-virtual")] == \
+        ["8.0", "9.0a", "8.0+PTX", "8.6+PTX"]
     f = build_facts.facts("2.14.1", True, "13.0", ["8.0"], narrow)
     assert f["version"] == "0.1.0+cu130.sm80.bf16.hd64.bs64.bs128" and f["cuda_kernels"] == [list(t) for t in narrow]
 
