@@ -3,6 +3,7 @@ the README's code, the demo and the benchmark scripts run from any directory, as
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -66,3 +67,26 @@ def test_benchmark_scripts_start_outside_the_repo(installed, tmp_path, script):
     res = run_outside(tmp_path, [str(ROOT / "benchmarks" / script), "--help"])
     assert res.returncode == 0, res.stderr
     assert "usage:" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not found")
+def test_makefile_user_settings_win_and_sm90_gets_90a(tmp_path):
+    """ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST and MAX_JOBS from the environment reach the build
+    unchanged; a GPU of compute capability 9.0 is built for 9.0a (dry runs: make -n)."""
+    # nothing of the outer environment or of an outer make (make test) may decide the outcome
+    drop = {"ADASPA_BUILD_CUDA", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    base = {k: v for k, v in os.environ.items() if k not in drop}
+
+    def dry(target, env_extra=(), args=()):
+        env = dict(base, **dict(env_extra))
+        res = subprocess.run(["make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}", *args],
+                             capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+    user = {"ADASPA_BUILD_CUDA": "0", "TORCH_CUDA_ARCH_LIST": "8.6;9.0a", "MAX_JOBS": "3"}
+    for target in ("build-demo", "build-test"):
+        out = dry(target, user)
+        assert "MAX_JOBS='3' ADASPA_BUILD_CUDA='0' TORCH_CUDA_ARCH_LIST='8.6;9.0a'" in out, out
+        out = dry(target, {"TORCH_CUDA_ARCH_LIST": ""}, ["GPU_CC=9.0"])  # as nvidia-smi reports an H100 / H200
+        assert "ADASPA_BUILD_CUDA='1' TORCH_CUDA_ARCH_LIST='9.0a'" in out, out
+        assert "pip install -q --no-build-isolation --no-deps -e ." in out, out
