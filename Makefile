@@ -1,32 +1,54 @@
-# Two commands do all set-up on a fresh machine:
-#   make demo   venv with pinned deps, build (kernels for the GPU present, none without one), main job
+# Two commands do all set-up on a fresh machine (prerequisites: README.md, "Prerequisites"):
+#   make demo   venv with pinned deps, build (kernels for the GPU present, none without one),
+#               editable install into the venv, then the main job
 #   make test   same venv, build (GPU present: its arch; no GPU: CUDA compiled for 8.0 as a
-#               compile check when a toolkit exists), then every test (GPU tests skip without a GPU)
+#               compile check when a toolkit exists), editable install, then the tests (GPU
+#               tests skip without a GPU; `make test-fast` leaves out the slow ones)
+# ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST and MAX_JOBS set by the user (environment or make
+# command line) win over the defaults below.
 PYTHON ?= python3
+# resolved before PATH below puts the venv first, so the venv is always made from this Python
+BASE_PYTHON := $(or $(shell command -v $(PYTHON) 2>/dev/null),$(PYTHON))
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.adaspa-deps
 # compute capability of the first GPU, e.g. 9.0; empty without one
 GPU_CC := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')
+# the arch to compile for it: sm_90 needs the arch-specific 9.0a target
+GPU_ARCH := $(if $(filter 9.0,$(GPU_CC)),9.0a,$(GPU_CC))
 NVCC_FOUND := $(shell ls /usr/local/cuda/bin/nvcc 2>/dev/null || command -v nvcc 2>/dev/null)
-JOBS ?= $(shell nproc)
+MAX_JOBS ?= $(shell nproc)
+# The venv's tools first (its pinned ninja, as in a shell with the venv active): a build log
+# written by another ninja version would make the next build recompile everything.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test build-demo build-test clean
+# Defaults per target, each used only when the user did not set the variable.
+DEMO_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(GPU_CC),1,0))
+DEMO_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH))
+TEST_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(or $(GPU_CC),$(NVCC_FOUND)),1,0))
+TEST_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH),8.0)
+
+# Builds adaspa_ext._C in place (objects kept in build/) and installs the package into the venv in
+# editable mode, so `import adaspa_ext` works from any directory with the venv active. (setuptools'
+# generic warning about editable installs is silenced: the package directory is the source.)
+INSTALL = PYTHONWARNINGS="ignore:Editable installation$${PYTHONWARNINGS:+,$$PYTHONWARNINGS}" \
+  $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+
+.PHONY: demo test test-fast build-demo build-test clean
 
 $(STAMP): requirements.txt
-	$(PYTHON) -m venv $(VENV)
+	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps nvidia-cutlass==4.2.0.0
 	touch $@
 
 build-demo: $(STAMP)
-	MAX_JOBS=$(JOBS) ADASPA_BUILD_CUDA=$(if $(GPU_CC),1,0) $(if $(GPU_CC),TORCH_CUDA_ARCH_LIST=$(GPU_CC)) \
-	  $(PY) setup.py -q build_ext --inplace
+	MAX_JOBS='$(MAX_JOBS)' ADASPA_BUILD_CUDA='$(DEMO_CUDA)' $(if $(DEMO_ARCHS),TORCH_CUDA_ARCH_LIST='$(DEMO_ARCHS)') \
+	  $(INSTALL)
 
 build-test: $(STAMP)
-	MAX_JOBS=$(JOBS) ADASPA_BUILD_CUDA=$(if $(or $(GPU_CC),$(NVCC_FOUND)),1,0) \
-	  TORCH_CUDA_ARCH_LIST=$(or $(GPU_CC),8.0) $(PY) setup.py -q build_ext --inplace
+	MAX_JOBS='$(MAX_JOBS)' ADASPA_BUILD_CUDA='$(TEST_CUDA)' TORCH_CUDA_ARCH_LIST='$(TEST_ARCHS)' $(INSTALL)
 
 demo: build-demo
 	$(PY) -m adaspa_ext.demo
@@ -34,5 +56,8 @@ demo: build-demo
 test: build-test
 	$(PY) -m pytest tests -q -rs
 
+test-fast: build-test
+	$(PY) -m pytest tests -q -rs -m 'not slow'
+
 clean:
-	rm -rf build adaspa_ext/_C*.so adaspa_ext/_build_config.py out
+	rm -rf build adaspa_ext/_C*.so out *.egg-info

@@ -1,7 +1,8 @@
 """adaspa: training-free adaptive block-sparse attention (AdaSpa) for video diffusion transformers.
 
 Importing registers the torch.ops.adaspa.* custom ops (sparse_attn, attn_search, block_scores,
-select_blocks). No CUDA work happens at import time.
+select_blocks). No CUDA work happens at import time. The ops are forward-only: a gradient through
+them raises NotImplementedError. How the method works: docs/method.md.
 """
 from . import _build_config
 from . import reference

@@ -1,4 +1,5 @@
-"""AdaSpaConfig: the schedule and sparsity settings of ADASPA.md sections 4 and 6."""
+"""AdaSpaConfig: the schedule and sparsity settings of docs/method.md ("Head-adaptive sparsity",
+"The schedule across denoising steps")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

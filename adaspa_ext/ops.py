@@ -15,8 +15,7 @@ import os
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loads the library: registers the schemas and kernels)
-from . import _build_config
+from . import _build_config  # loads the library (adaspa_ext._C): registers the schemas and kernels
 
 __all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index",
            "num_blocks", "SUPPORTED_BLOCK_SIZES", "SUPPORTED_HEAD_DIMS"]
@@ -188,3 +187,48 @@ def _select_blocks_fake(scores, keep, forced_kv=None):
     torch._check(scores.dim() == 4, lambda: "adaspa.select_blocks: scores must be 4-D [B, H, Mq, Mk]")
     b, h, mq, mk = scores.shape
     return scores.new_empty((b, h, mq, mk), dtype=torch.int32), scores.new_empty((b, h, mq), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd: the ops are forward-only. Inputs that require grad are accepted (the forward runs and
+# its outputs carry a grad_fn), and asking for a gradient raises NotImplementedError naming the op.
+# The error is raised by `adaspa::no_backward` at run time, not while a backward is traced, so
+# torch.compile of a forward whose inputs require grad still compiles and runs.
+
+_FORWARD_ONLY = ("adaspa.{op} has no backward: the adaspa ops are forward-only (inference). Run them under "
+                 "torch.no_grad() / torch.inference_mode(), or pass tensors that do not require grad.")
+
+
+@torch.library.custom_op("adaspa::no_backward", mutates_args=())
+def _no_backward(grad: Tensor, like: Tensor, op: str) -> Tensor:
+    """Stands in for the gradient of `like` w.r.t. an adaspa op's input; always raises."""
+    raise NotImplementedError(_FORWARD_ONLY.format(op=op))
+
+
+@_no_backward.register_fake
+def _no_backward_fake(grad, like, op):
+    return torch.empty_like(like)
+
+
+def _register_forward_only(op: str, differentiable: tuple[int, ...]) -> None:
+    """Autograd kernel for adaspa::op whose backward raises; `differentiable` are the positions of
+    the floating-point tensor inputs (the ones a gradient could be asked for)."""
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*(inputs[i] for i in differentiable))
+        ctx.n_inputs = len(inputs)
+
+    def backward(ctx, *grads):
+        g = next(g for g in grads if g is not None)
+        out = [None] * ctx.n_inputs
+        for i, like in zip(differentiable, ctx.saved_tensors):
+            out[i] = torch.ops.adaspa.no_backward(g, like, op)
+        return tuple(out)
+
+    torch.library.register_autograd(f"adaspa::{op}", backward, setup_context=setup_context)
+
+
+_register_forward_only("sparse_attn", (0, 1, 2))
+_register_forward_only("attn_search", (0, 1, 2))
+_register_forward_only("block_scores", (0, 1, 2))
+_register_forward_only("select_blocks", (0,))

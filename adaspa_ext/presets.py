@@ -1,5 +1,5 @@
-"""Model shapes (ADASPA.md section 8) and benchmark shapes: the one table every benchmark, the
-demo and the tests read."""
+"""Model shapes (HunyuanVideo, Wan, CogVideoX at their published resolutions; docs/method.md) and
+benchmark shapes (docs/performance.md): the one table every benchmark, the demo and the tests read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ PRESETS = {p.name: p for p in [
     Preset("tiny", 1, 4, 64, 4, 8, 8, 16, False, 2),
 ]}
 
-# Kernel benchmark shapes of PERF.md / the kernel issue: (name, B, H, D, N).
+# Kernel benchmark shapes (docs/performance.md): (name, B, H, D, N).
 KERNEL_BENCH_SHAPES = [
     ("h24-d128-32k", 1, 24, 128, 32768),
     ("hunyuan-720p", 1, 24, 128, PRESETS["hunyuan-720p"].tokens),

@@ -1,4 +1,4 @@
-"""The AdaSpa runtime: head-adaptive search-and-reuse across denoising steps (ADASPA.md 4-6).
+"""The AdaSpa runtime: head-adaptive search-and-reuse across denoising steps (docs/method.md).
 
 Generic entry for any model: `adaspa_attention(q, k, v, state, session, text=...)` with q, k, v
 as [B, H, N, D] (views of [B, N, H, D] are fine). The session tracks the denoising step (and the
@@ -187,12 +187,16 @@ def _dense(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 
 def _tier_keeps(cfg: AdaSpaConfig, mk_video: int) -> tuple[int, int, int]:
+    """Non-forced key blocks each row keeps in the (high-recall, base, low-recall) tiers: the
+    rounded (1 - s) * mk_video, but at least one block, so a head of a pattern only a few blocks
+    wide never drops every video block (its rows would output 0)."""
     hi, base, lo = cfg.tier_sparsities()
-    return tuple(int(round((1 - s) * mk_video)) for s in (hi, base, lo))
+    return tuple(max(min(1, mk_video), int(round((1 - s) * mk_video))) for s in (hi, base, lo))
 
 
 def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st: LayerState) -> Tensor:
-    """Head-adaptive tiers (ADASPA.md 4) and row-wise top-k; returns full-width idx."""
+    """Head-adaptive tiers (docs/method.md, "Head-adaptive sparsity") and row-wise top-k; returns
+    full-width idx."""
     h = scores.shape[1]
     k_hi, k0, k_lo = _tier_keeps(cfg, mk_video)
     dev = scores.device

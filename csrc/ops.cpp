@@ -3,11 +3,20 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "build_facts.h"  // generated per build (csrc/build_facts.py): ADASPA_BUILD_FACTS
+
 extern "C" {
-// `import adaspa_ext._C` only has to load this library so the registrations below run.
+// `import adaspa_ext._C` loads this library so the registrations below run. The module also
+// carries BUILD_FACTS, a JSON string of what this library was compiled with (version, torch,
+// CUDA archs, kernel tuples), read by adaspa_ext/_build_config.py.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "adaspa custom ops", -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* m = PyModule_Create(&module_def);
+  if (m != nullptr && PyModule_AddStringConstant(m, "BUILD_FACTS", ADASPA_BUILD_FACTS) != 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
 }
 }
 

@@ -1,12 +1,16 @@
 """The build: locators, the generated tuple list, the arch guard, CMake from the same source list,
 and a wheel that installs into a fresh venv."""
+import hashlib
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
-import sysconfig
+import zipfile
 
 import pytest
+import torch
 
 import adaspa_ext
 from adaspa_ext import _build_config, ops
@@ -16,17 +20,62 @@ sys.path.insert(0, str(ROOT / "third_party"))
 sys.path.insert(0, str(ROOT / "csrc"))
 import locate_cuda as cuda_locator  # noqa: E402
 import locate_cutlass as cutlass_locator  # noqa: E402
+import build_facts  # noqa: E402
 import generate_kernels  # noqa: E402
 
 
 def test_build_config_records_the_build():
+    # the facts are read from the loaded library itself, never from a file a build wrote
+    assert _build_config.FACTS == json.loads(adaspa_ext._C.BUILD_FACTS)
     assert _build_config.VERSION == adaspa_ext.__version__
+    assert _build_config.TORCH_VERSION == torch.__version__
+    base, label = _build_config.VERSION.split("+")
+    assert base == build_facts.BASE_VERSION
     if _build_config.WITH_CUDA:
         assert _build_config.CUDA_ARCHS
         tuples = {tuple(t) for t in _build_config.CUDA_KERNELS}
         assert {f for f, *_ in tuples} == {"fwd", "search", "score"}
+        assert label.startswith("cu" + torch.version.cuda.replace(".", ""))
     else:
-        assert _build_config.CUDA_KERNELS == []
+        assert _build_config.CUDA_KERNELS == [] and _build_config.CUDA_ARCHS == [] and label == "cpu"
+
+
+def test_local_version_labels_tell_builds_apart(monkeypatch):
+    for var in build_facts.FILTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    full = generate_kernels.tuples()
+    assert build_facts.local_version(False, None, [], []) == "cpu"
+    assert build_facts.local_version(True, "13.0", ["8.0", "9.0a"], full) == "cu130.sm80.sm90a"
+    assert build_facts.local_version(True, "13.0", ["8.0+PTX"], full) == "cu130.sm80ptx"
+    monkeypatch.setenv("ADASPA_DTYPES", "bf16")
+    monkeypatch.setenv("ADASPA_HEAD_DIMS", "64")
+    narrow = generate_kernels.tuples()
+    assert build_facts.local_version(True, "13.0", ["8.0"], narrow) == "cu130.sm80.bf16.hd64.bs64.bs128"
+    assert [build_facts.from_cmake_arch(a) for a in ("80-real", "90a-real", "80", "86-virtual")] == \
+        ["8.0", "9.0a", "8.0+PTX", "8.6+PTX"]
+    f = build_facts.facts("2.14.1", True, "13.0", ["8.0"], narrow)
+    assert f["version"] == "0.1.0+cu130.sm80.bf16.hd64.bs64.bs128" and f["cuda_kernels"] == [list(t) for t in narrow]
+
+
+def test_unbuilt_source_tree_says_how_to_build(tmp_path):
+    """A source tree without the compiled library: `import adaspa_ext` fails with one line that
+    says how to build it (not a partially-initialised-module error)."""
+    shutil.copytree(ROOT / "adaspa_ext", tmp_path / "adaspa_ext",
+                    ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    (tmp_path / "csrc").mkdir()
+    (tmp_path / "setup.py").write_text("")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The editable install of this checkout (make build-test) adds a finder that would resolve
+    # adaspa_ext._C of any adaspa_ext package to this checkout's library: leave it out, as in an
+    # environment where nothing is installed.
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not "
+            "getattr(f, '__module__', '').startswith('__editable__')]; import adaspa_ext")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=clean)
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: adaspa_ext is not built"), res.stderr
+    assert f"`make demo` (or `make build-demo`) in {tmp_path}" in last and "pip install" in last, last
+    assert "partially initialized" not in res.stderr
 
 
 def test_generated_tuples_and_filters(tmp_path, monkeypatch):
@@ -90,6 +139,7 @@ def test_arch_guard(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not found (CMakeLists.txt is optional)")
 def test_cmake_builds_the_same_sources(tmp_path):
     build = tmp_path / "cmake"
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}"],
@@ -105,18 +155,71 @@ def test_cmake_builds_the_same_sources(tmp_path):
     assert res.returncode == 0 and "torch.Size([1, 1, 70, 64])" in res.stdout, res.stderr
 
 
+def _dists_needed_by(root_req: str):
+    """importlib.metadata distributions of root_req and everything it requires (extras and
+    markers evaluated for this interpreter), as installed here."""
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    seen, todo = {}, [Requirement(root_req)]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            continue  # optional or not for this platform
+        seen[name] = dist
+        for text in dist.requires or []:
+            r = Requirement(text)
+            if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in (req.extras or {""})):
+                todo.append(r)
+    return list(seen.values())
+
+
+def _borrow(dists, into: pathlib.Path) -> None:
+    """Symlink the files of `dists` (top-level names of their RECORD) into `into`."""
+    into.mkdir()
+    for dist in dists:
+        for f in dist.files or []:
+            top = f.parts[0]
+            src = pathlib.Path(dist.locate_file(top))
+            if top != ".." and src.exists() and not (into / top).exists():
+                (into / top).symlink_to(src)
+
+
 @pytest.mark.slow
 def test_wheel_installs_into_fresh_venv(tmp_path):
     """`pip wheel --no-build-isolation .` for exactly the archs of the current build (the compiled
-    objects in build/ are reused), installed into a fresh venv that borrows torch, then a CPU op."""
+    objects in build/ are reused): the wheel's name carries the build's local version label, its
+    metadata pins torch and declares the extras, building it leaves the source tree alone, and
+    `pip install '<wheel>[demo]'` into a fresh venv (torch and its dependencies borrowed from this
+    one, matplotlib / tqdm installed by the extra) runs a CPU op and `python -m adaspa_ext.demo`."""
+    # this venv's tools first, as make does: another ninja would rebuild every object from scratch
     env = dict(os.environ, ADASPA_BUILD_CUDA="1" if _build_config.WITH_CUDA else "0",
-               MAX_JOBS=str(os.cpu_count() or 2))
-    if _build_config.WITH_CUDA:
+               MAX_JOBS=str(os.cpu_count() or 2), PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
+    if _build_config.WITH_CUDA:  # the same archs and (possibly narrowed) kernel tuples
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(_build_config.CUDA_ARCHS)
+        for i, var in enumerate(("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"), 1):
+            env[var] = ",".join(sorted({str(t[i]) for t in _build_config.CUDA_KERNELS}))
+    tree_before = _source_tree_state()
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w",
                     str(wheels), str(ROOT)], check=True, env=env, cwd=ROOT)
+    assert _source_tree_state() == tree_before, "building a wheel changed files in the source tree"
     whl = next(wheels.glob("adaspa_ext-*.whl"))
+    assert whl.name.startswith(f"adaspa_ext-{_build_config.VERSION}-"), (whl.name, _build_config.VERSION)
+    with zipfile.ZipFile(whl) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
+    assert f"torch=={torch.__version__.split('+')[0]}" in requires, requires
+    assert {"Provides-Extra: demo", "Provides-Extra: diffusers"} <= set(meta.splitlines())
+    assert any(r.startswith("matplotlib") and 'extra == "demo"' in r for r in requires), requires
+    assert any(r.startswith("tqdm") and 'extra == "demo"' in r for r in requires), requires
+    assert any(r.startswith("diffusers") and 'extra == "diffusers"' in r for r in requires), requires
+
     venv = tmp_path / "fresh"
     # Nothing of the source tree may leak in: no PYTHONPATH, a working directory outside the repo.
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -124,15 +227,35 @@ def test_wheel_installs_into_fresh_venv(tmp_path):
     py = venv / "bin" / "python"
     site = subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                    text=True, env=clean, cwd=tmp_path).strip()
-    # torch and friends come from the project venv (a multi-GB reinstall proves nothing here)
-    pathlib.Path(site, "borrowed_torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(whl)], check=True,
-                   env=clean, cwd=tmp_path)
+    # torch and its dependencies come from this venv (a multi-GB reinstall proves nothing here); pip
+    # sees them as installed, so the torch pin is checked, and installs what the demo extra adds.
+    borrowed = tmp_path / "borrowed"
+    _borrow(_dists_needed_by("torch"), borrowed)
+    assert not (borrowed / "matplotlib").exists() and not (borrowed / "tqdm").exists()
+    pathlib.Path(site, "borrowed_torch.pth").write_text(f"{borrowed}\n")
+    res = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{whl}[demo]"], capture_output=True, text=True,
+                         env=clean, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
     code = ("import adaspa_ext, torch, os; assert 'fresh' in adaspa_ext.__file__, adaspa_ext.__file__; "
-            "from adaspa_ext import _build_config as c; print(c.WITH_CUDA, c.CUDA_ARCHS); "
+            "from adaspa_ext import _build_config as c; print(c.VERSION, c.WITH_CUDA, c.CUDA_ARCHS); "
             "q = torch.randn(1, 2, 100, 64, dtype=torch.bfloat16); "
             "o, lse, s = adaspa_ext.attn_search(q, q, q); print('ok', tuple(s.shape))")
     res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path, env=clean)
     assert res.returncode == 0, res.stderr
     assert "ok (1, 2, 2, 2)" in res.stdout
-    assert str(_build_config.CUDA_ARCHS) in res.stdout
+    assert f"{_build_config.VERSION} {_build_config.WITH_CUDA} {_build_config.CUDA_ARCHS}" in res.stdout
+    res = subprocess.run([str(py), "-m", "adaspa_ext.demo", "--device", "cpu", "--steps", "5", "--layers", "1",
+                          "--out", "demo_out"], capture_output=True, text=True, cwd=tmp_path, env=clean)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "search_fused" in res.stdout and "sparse" in res.stdout and "total" in res.stdout, res.stdout
+    assert (tmp_path / "demo_out" / "block_mask.png").is_file() and (tmp_path / "demo_out" / "sparsity_sweep.png").is_file()
+
+
+def _source_tree_state():
+    """Tracked and untracked (not ignored) files of the checkout with their contents' hashes."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, check=True).stdout.split(b"\0")
+    return {f: hashlib.sha256((ROOT / f.decode()).read_bytes()).hexdigest()
+            for f in out if f and (ROOT / f.decode()).is_file()}

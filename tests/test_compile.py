@@ -63,3 +63,43 @@ def test_compile_fullgraph_matches_eager(device):
     for e, c in zip(eager, compiled):
         assert e.stride() == c.stride()
         torch.testing.assert_close(e, c, rtol=0, atol=0)
+
+
+def _grad_inputs(device):
+    q, k, v = make_qkv(1, 2, 200, 200, 64, torch.bfloat16, device, layout="bnhd")
+    return [t.detach().requires_grad_() for t in (q, k, v)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_backward_raises_forward_only(device, compiled):
+    """Inputs may require grad (the forward runs, outputs carry a grad_fn), but asking for a
+    gradient raises NotImplementedError naming the op instead of leaving q.grad = None."""
+    torch._dynamo.reset()
+    q, k, v = _grad_inputs(device)
+    keep = torch.tensor([1, 3], dtype=torch.int32, device=device)
+    fn = torch.compile(search_select_attend, fullgraph=True) if compiled else search_select_attend
+    out0, out, lse2, kept = fn(q, k, v, keep)
+    assert out0.requires_grad and out.requires_grad and lse2.requires_grad and kept.requires_grad
+    for t, op in ((out, "sparse_attn"), (out0, "attn_search"), (kept, "select_blocks")):
+        # a compiled graph has one backward for all its outputs: it names the first op it reaches
+        op = "(sparse_attn|attn_search|select_blocks)" if compiled else op
+        with pytest.raises(NotImplementedError, match=f"adaspa.{op} has no backward: the adaspa ops are forward-only"):
+            t.float().sum().backward(retain_graph=True)
+    assert q.grad is None and k.grad is None and v.grad is None
+    # block_scores through the same path; under no_grad nothing requires grad and nothing raises
+    lse = torch.randn(1, 2, 200, device=device, requires_grad=True)
+    s = A.block_scores(q, k, lse, 64)
+    with pytest.raises(NotImplementedError, match="adaspa.block_scores has no backward"):
+        s.sum().backward()
+    with torch.no_grad():
+        assert not any(t.requires_grad for t in fn(q, k, v, keep))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_with_inputs_requiring_grad(device):
+    """The autograd registration itself passes opcheck's schema / registration checks."""
+    q, k, v = _grad_inputs(device)
+    idx = random_idx(1, 2, 4, 4, 3, density=0.5, device=device)
+    torch.library.opcheck(torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, None),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

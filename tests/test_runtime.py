@@ -170,3 +170,24 @@ def test_batch_with_different_text_padding_per_element():
 def test_hunyuan_cache_fits_3gb():
     nbytes = estimate_cache_bytes(PRESETS["hunyuan-720p"])
     assert 0 < nbytes <= 3e9, nbytes
+
+
+@pytest.mark.parametrize("text_tokens", [0, 40])
+@pytest.mark.parametrize("sparsity", [0.8, 0.95])
+def test_tiny_pattern_keeps_a_video_block_per_row(text_tokens, sparsity):
+    """Two video key blocks: round((1 - tier) * 2) is 0 for every tier at s = 0.8 / 0.95; each head
+    must still keep one non-forced block in every row (else its video rows output 0)."""
+    b, h, nv, d = 1, 4, 128, 64
+    q, k, v = (torch.randn(b, h, nv + text_tokens, d) for _ in range(3))
+    cfg = AdaSpaConfig(sparsity=sparsity, num_steps=4, warmup_steps=0, search_steps=(0, 2))
+    session = AdaSpaSession(cfg)
+    st = LayerState()
+    mk = math.ceil((nv + text_tokens) / 64)
+    forced = forced_key_blocks(mk, nv, nv + text_tokens, 64, "cpu")
+    for step in range(4):  # fused search, sparse, cached search, sparse
+        session.set_step(step)
+        o = adaspa_attention(q, k, v, st, session, TextSpec(text_tokens))
+        mask = R.block_mask_from_idx(unpack_block_mask(st.mask, mk, st.width), mk)  # [B, H, Mq, Mk]
+        assert (mask[..., ~forced].sum(-1) >= 1).all(), (step, st.keep)
+        assert (st.keep >= 1).all()
+        assert (o[:, :, :nv].abs().sum(-1) > 0).all(), step  # no video row left with output 0

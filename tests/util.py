@@ -54,7 +54,7 @@ def floor_for(dtype):
 
 
 def assert_within_torch_error(got, ref, yardstick, floor, what):
-    """The STYLE.md rule: max error <= 2x PyTorch's own same-precision error + a small floor."""
+    """The project's tolerance rule: max error <= 2x PyTorch's own same-precision error + a small floor."""
     got, ref, yardstick = got.double(), ref.double(), yardstick.double()
     assert torch.isfinite(got).all(), f"{what}: non-finite values (unwritten or NaN)"
     err = (got - ref).abs().max().item() if ref.numel() else 0.0
