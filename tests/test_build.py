@@ -31,6 +31,8 @@ def test_build_config_records_the_build():
 
 
 def test_generated_tuples_and_filters(tmp_path, monkeypatch):
+    for var in ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"):  # a narrowed dev build's shell
+        monkeypatch.delenv(var, raising=False)
     full = generate_kernels.tuples()
     assert len(full) == 24 and ("flash_sparse", "sm80", "bf16", 128, 64) in full
     monkeypatch.setenv("ADASPA_DTYPES", "bf16")
@@ -51,6 +53,8 @@ def test_sm90_tuples_only_for_a_9_0a_target(tmp_path, monkeypatch):
     """An sm90 line is compiled (and registered as the hopper path) only when 9.0a is a target."""
     lines = tmp_path / "instantiations.txt"
     lines.write_text("flash_sparse sm80 bf16 128 64\nflash_sparse sm90 bf16 128 64\n")
+    for var in ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(generate_kernels, "TUPLE_FILE", lines)
     assert generate_kernels.tuples(["8.0"]) == [("flash_sparse", "sm80", "bf16", 128, 64)]
     assert generate_kernels.tuples(["8.0+PTX", "9.0a"])[1] == ("flash_sparse", "sm90", "bf16", 128, 64)
