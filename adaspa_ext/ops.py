@@ -3,11 +3,15 @@
 The schemas live in csrc/ops.cpp; each backend registers its kernel in C++. This module adds
   * fake kernels, so the ops trace under torch.compile / FakeTensor with exact output strides;
   * documented wrappers with an optional check mode that validates data-dependent values
-    (index ranges and order, keep range) with a host sync and raises ValueError.
+    (index ranges and order, keep range) with a host sync and raises ValueError;
+  * the kernel path of the CUDA ops (portable: the _sm80 kernels; hopper: the _sm90 kernels on
+    compute capability 9.0): kernel_path() answers which one a call takes, ADASPA_KERNEL_PATH or
+    use_kernel_path() forces one, compiled_tuples() lists what this build has.
 Check mode is on when `check=True` is passed or ADASPA_CHECK=1 is set.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -18,10 +22,15 @@ from torch import Tensor
 from . import _build_config  # loads the library (adaspa_ext._C): registers the schemas and kernels
 
 __all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index",
-           "num_blocks", "SUPPORTED_BLOCK_SIZES", "SUPPORTED_HEAD_DIMS"]
+           "num_blocks", "kernel_path", "use_kernel_path", "compiled_tuples", "SUPPORTED_BLOCK_SIZES",
+           "SUPPORTED_HEAD_DIMS", "KERNEL_PATHS"]
 
 SUPPORTED_BLOCK_SIZES = (64, 128)
 SUPPORTED_HEAD_DIMS = (64, 128)
+KERNEL_PATHS = ("portable", "hopper")
+# The CUDA kernels each op launches (csrc/cuda/attention_api.cpp, OpKernels): an op runs on a path
+# only when all of them are compiled there.
+_OP_KERNELS = {"sparse_attn": ("flash_sparse",), "attn_search": ("flash_dense", "score"), "block_scores": ("score",)}
 
 
 def num_blocks(n: int, block_size: int) -> int:
@@ -85,6 +94,42 @@ def validate_block_index(idx: Tensor, mk: int, name: str = "idx") -> None:
         pos = not_ascending.nonzero()[0].tolist()
         pos[-1] += 1
         raise ValueError(f"{name}: row is not strictly ascending at {pos} (duplicates or unsorted entries)")
+
+
+def compiled_tuples(op: str) -> list[tuple[str, str, int, int]]:
+    """(kernel path, dtype, head_dim, block_size) tuples ('bf16' / 'fp16') for which this build
+    compiled every CUDA kernel of op ('sparse_attn', 'attn_search' or 'block_scores'). Whether the
+    hopper ones run also needs a compute capability 9.0 device."""
+    have = {tuple(t) for t in _build_config.CUDA_KERNELS}
+    out = {(path, dt, d, bs) for _, path, dt, d, bs in have}
+    return sorted(t for t in out if all((k, *t) in have for k in _OP_KERNELS[op]))
+
+
+def kernel_path(q: Tensor, block_size: int = 64, op: str = "sparse_attn") -> str:
+    """The kernel path ('portable' or 'hopper') op would run on for q (its device, dtype and head
+    dim) and block_size under the current ADASPA_KERNEL_PATH; 'cpu' for a CPU tensor. Raises what
+    the call would raise when the forced path or the tuple is not compiled."""
+    if q.device.type != "cuda":
+        return "cpu"
+    _check_device(q)
+    return torch.ops.adaspa.kernel_path.default(q, block_size, op)
+
+
+@contextlib.contextmanager
+def use_kernel_path(path: str):
+    """Run the CUDA ops of the block on one kernel path ('auto', 'portable' or 'hopper'): sets
+    ADASPA_KERNEL_PATH, which every call reads, for the block (process-wide: not for threads)."""
+    if path not in ("auto",) + KERNEL_PATHS:
+        raise ValueError(f"kernel path must be one of auto, {', '.join(KERNEL_PATHS)}, got {path!r}")
+    old = os.environ.get("ADASPA_KERNEL_PATH")
+    os.environ["ADASPA_KERNEL_PATH"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["ADASPA_KERNEL_PATH"]
+        else:
+            os.environ["ADASPA_KERNEL_PATH"] = old
 
 
 # ---------------------------------------------------------------------------------------------

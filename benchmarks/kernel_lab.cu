@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "adaspa/launch_sm80.h"
 #include "adaspa/flash_fwd_sm90.h"
-#include "adaspa/fwd_launch.h"
 
 using namespace adaspa;
 using Elem = cutlass::bfloat16_t;
@@ -91,8 +91,15 @@ int l2_main(int mib) {
   return 0;
 }
 
-template <int D, int BS, Mode kMode>
-cudaError_t launch(const AttnParams& p) { return run_attention<kMode, DType::kBFloat16, D, BS>(p, nullptr); }
+template <int D, int BS, Kernel kKernel>
+cudaError_t launch(const AttnParams& p) { return run_sm80<kKernel, DType::kBFloat16, D, BS>(p, nullptr); }
+
+// attn_search: the dense flash kernel, then the score kernel reading its lse (as the op runs it).
+template <int D, int BS>
+cudaError_t launch_search(const AttnParams& p) {
+  const cudaError_t err = launch<D, BS, Kernel::kFlashDense>(p);
+  return err != cudaSuccess ? err : launch<D, BS, Kernel::kScore>(p);
+}
 
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return sm90::run_flash_sparse<Elem, D, BS>(p, nullptr); }
@@ -184,7 +191,7 @@ double check_scores(const AttnParams& p, int D, int BS, std::mt19937& rng, const
 
 template <int D, int BS>
 void kernels(Launch (&k)[4]) {
-  k[0] = launch<D, BS, Mode::kSparse>, k[1] = launch<D, BS, Mode::kSearch>, k[2] = launch<D, BS, Mode::kScore>;
+  k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
 }
 

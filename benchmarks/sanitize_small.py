@@ -1,8 +1,9 @@
-"""Every compiled kernel once on small odd shapes, for compute-sanitizer (memcheck / racecheck).
+"""Every compiled kernel (each kernel path) once on small odd shapes, for compute-sanitizer (memcheck / racecheck).
 
 Usage: compute-sanitizer --tool memcheck python benchmarks/sanitize_small.py
 """
 import math
+import os
 
 import torch
 
@@ -15,10 +16,14 @@ DT = {"fp16": torch.float16, "bf16": torch.bfloat16}
 def main():
     torch.manual_seed(0)
     seen = set()
-    for family, dt, d, bs in _build_config.CUDA_KERNELS:
-        if (dt, d, bs) in seen:
+    for _, path, dt, d, bs in _build_config.CUDA_KERNELS:
+        if (path, dt, d, bs) in seen:
             continue
-        seen.add((dt, d, bs))
+        seen.add((path, dt, d, bs))
+        os.environ["ADASPA_KERNEL_PATH"] = path
+        if path == "hopper" and torch.cuda.get_device_capability() != (9, 0):
+            print(f"skipped path={path} dtype={dt} d={d} bs={bs}: the hopper kernels need compute capability 9.0")
+            continue
         nq, nk = 2 * bs + 5, 3 * bs - 7  # partial last blocks, Nq != Nk
         q = torch.randn(1, 2, nq, d, device="cuda", dtype=DT[dt])
         k = torch.randn(1, nk, 2, d, device="cuda", dtype=DT[dt]).transpose(1, 2)
@@ -30,7 +35,7 @@ def main():
         A.block_scores(q, k, lse, bs)
         A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
                         torch.tensor([True] + [False] * (mk - 1), device="cuda"))
-        print(f"ran dtype={dt} d={d} bs={bs}")
+        print(f"ran path={path} dtype={dt} d={d} bs={bs}")
     torch.cuda.synchronize()
     print("sanitize_small: done")
 

@@ -37,11 +37,12 @@ def from_cmake_arch(arch):
     return f"{m[1]}.{m[2]}{m[3]}" + ("" if m[4] == "-real" else "+PTX")
 
 
-def all_kernel_tuples():
-    """Every tuple of csrc/instantiations.txt, ignoring the ADASPA_* narrowing variables."""
+def all_kernel_records(archs):
+    """The build records (generate_kernels.build_record) of every tuple of csrc/instantiations.txt
+    a build for `archs` compiles, ignoring the ADASPA_* narrowing variables."""
     saved = {k: os.environ.pop(k) for k in FILTER_VARS if k in os.environ}
     try:
-        return generate_kernels.tuples()
+        return generate_kernels.build_record(generate_kernels.tuples(archs))
     finally:
         os.environ.update(saved)
 
@@ -55,12 +56,13 @@ def arch_tag(arch):
 def local_version(with_cuda, cuda_version, archs, kernels):
     """PEP 440 local label telling builds apart: 'cpu' for a CPU-only build, 'cu130.sm80.sm90a'
     for every kernel tuple on those archs, plus the kept dtypes / head dims / block sizes when the
-    ADASPA_* variables narrowed the tuples (e.g. 'cu130.sm80.bf16.hd64.bs64')."""
+    ADASPA_* variables narrowed the tuples (e.g. 'cu130.sm80.bf16.hd64.bs64'). `kernels`: the
+    build records [kernel, path, dtype, head_dim, block_size]."""
     if not with_cuda:
         return "cpu"
     parts = ["cu" + cuda_version.replace(".", "")] + [arch_tag(a) for a in archs]
-    if sorted(map(tuple, kernels)) != sorted(all_kernel_tuples()):
-        for i, prefix in ((1, ""), (2, "hd"), (3, "bs")):
+    if sorted(map(tuple, kernels)) != sorted(map(tuple, all_kernel_records(archs))):
+        for i, prefix in ((2, ""), (3, "hd"), (4, "bs")):
             parts += [f"{prefix}{v}" for v in sorted({t[i] for t in kernels})]
     return ".".join(parts)
 

@@ -25,4 +25,6 @@ TORCH_LIBRARY(adaspa, m) {
   m.def("attn_search(Tensor q, Tensor k, Tensor v, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse, Tensor scores)");
   m.def("block_scores(Tensor q, Tensor k, Tensor lse, int block_size=64, float? scale=None) -> Tensor");
   m.def("select_blocks(Tensor scores, Tensor keep, Tensor? forced_kv=None) -> (Tensor idx, Tensor kept_mass)");
+  // Which kernel path (portable / hopper) `op` would run on for q and block_size: CUDA only.
+  m.def("kernel_path(Tensor q, int block_size=64, str op=\"sparse_attn\") -> str");
 }

@@ -34,7 +34,8 @@ def test_build_config_records_the_build():
     if _build_config.WITH_CUDA:
         assert _build_config.CUDA_ARCHS
         tuples = {tuple(t) for t in _build_config.CUDA_KERNELS}
-        assert {f for f, *_ in tuples} == {"fwd", "search", "score"}
+        assert {k for k, *_ in tuples} == {"flash_sparse", "flash_dense", "score"}
+        assert {path for _, path, *_ in tuples} <= set(ops.KERNEL_PATHS)
         assert label.startswith("cu" + torch.version.cuda.replace(".", ""))
     else:
         assert _build_config.CUDA_KERNELS == [] and _build_config.CUDA_ARCHS == [] and label == "cpu"
@@ -43,13 +44,15 @@ def test_build_config_records_the_build():
 def test_local_version_labels_tell_builds_apart(monkeypatch):
     for var in build_facts.FILTER_VARS:
         monkeypatch.delenv(var, raising=False)
-    full = generate_kernels.tuples()
+    def records(archs):
+        return generate_kernels.build_record(generate_kernels.tuples(archs))
+
     assert build_facts.local_version(False, None, [], []) == "cpu"
-    assert build_facts.local_version(True, "13.0", ["8.0", "9.0a"], full) == "cu130.sm80.sm90a"
-    assert build_facts.local_version(True, "13.0", ["8.0+PTX"], full) == "cu130.sm80ptx"
+    assert build_facts.local_version(True, "13.0", ["8.0", "9.0a"], records(["8.0", "9.0a"])) == "cu130.sm80.sm90a"
+    assert build_facts.local_version(True, "13.0", ["8.0+PTX"], records(["8.0+PTX"])) == "cu130.sm80ptx"
     monkeypatch.setenv("ADASPA_DTYPES", "bf16")
     monkeypatch.setenv("ADASPA_HEAD_DIMS", "64")
-    narrow = generate_kernels.tuples()
+    narrow = records(["8.0"])
     assert build_facts.local_version(True, "13.0", ["8.0"], narrow) == "cu130.sm80.bf16.hd64.bs64.bs128"
     assert [build_facts.from_cmake_arch(a) for a in ("80-real", "90a-real", "80", "86-virtual")] == \
         ["8.0", "9.0a", "8.0+PTX", "8.6+PTX"]
@@ -79,18 +82,62 @@ def test_unbuilt_source_tree_says_how_to_build(tmp_path):
 
 
 def test_generated_tuples_and_filters(tmp_path, monkeypatch):
+    for var in ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"):  # a narrowed dev build's shell
+        monkeypatch.delenv(var, raising=False)
     full = generate_kernels.tuples()
-    assert len(full) == 24 and ("fwd", "bf16", 128, 64) in full
+    assert len(full) == 24 and ("flash_sparse", "sm80", "bf16", 128, 64) in full
     monkeypatch.setenv("ADASPA_DTYPES", "bf16")
     monkeypatch.setenv("ADASPA_HEAD_DIMS", "128")
     paths = generate_kernels.generate(tmp_path)
     names = sorted(p.name for p in paths)
-    assert names == sorted(["kernel_registry.cu"] + [f"{f}_bf16_hd128_bs{b}.cu" for f in ("fwd", "search", "score")
+    assert names == sorted(["kernel_registry.cu"] + [f"{k}_sm80_bf16_hd128_bs{b}.cu"
+                                                      for k in ("flash_sparse", "flash_dense", "score")
                                                       for b in (64, 128)])
-    assert "run_attention<Mode::kSparse, DType::kBFloat16, 128, 64>" in (tmp_path / "kernel_registry.cu").read_text()
+    registry = (tmp_path / "kernel_registry.cu").read_text()
+    assert "KernelPath::kPortable, DType::kBFloat16, 128, 64, &run_sm80<Kernel::kFlashSparse, DType::kBFloat16, 128, 64>" in registry
     monkeypatch.setenv("ADASPA_DTYPES", "fp8")
     with pytest.raises(ValueError, match="filtered out every kernel tuple"):
         generate_kernels.tuples()
+
+
+def test_sm90_tuples_only_for_a_9_0a_target(tmp_path, monkeypatch):
+    """An sm90 line is compiled (and registered as the hopper path) only when 9.0a is a target."""
+    lines = tmp_path / "instantiations.txt"
+    lines.write_text("flash_sparse sm80 bf16 128 64\nflash_sparse sm90 bf16 128 64\n")
+    for var in ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(generate_kernels, "TUPLE_FILE", lines)
+    assert generate_kernels.tuples(["8.0"]) == [("flash_sparse", "sm80", "bf16", 128, 64)]
+    assert generate_kernels.tuples(["8.0+PTX", "9.0a"])[1] == ("flash_sparse", "sm90", "bf16", 128, 64)
+    assert len(generate_kernels.tuples(["80", "90a"])) == 2  # CMake spelling
+    assert generate_kernels.build_record(generate_kernels.tuples(["9.0a"])) == [
+        ["flash_sparse", "portable", "bf16", 128, 64], ["flash_sparse", "hopper", "bf16", 128, 64]]
+    generate_kernels.generate(tmp_path / "gen", ["9.0a"])
+    sm90 = (tmp_path / "gen" / "flash_sparse_sm90_bf16_hd128_bs64.cu").read_text()
+    assert '#include "adaspa/launch_sm90.h"' in sm90 and "run_sm90<Kernel::kFlashSparse" in sm90
+    assert "KernelPath::kHopper" in (tmp_path / "gen" / "kernel_registry.cu").read_text()
+    generate_kernels.generate(tmp_path / "gen", ["8.0"])
+    assert not (tmp_path / "gen" / "flash_sparse_sm90_bf16_hd128_bs64.cu").exists()
+
+
+def test_compiled_tuples_per_op(monkeypatch):
+    monkeypatch.setattr(_build_config, "CUDA_KERNELS", [
+        ["flash_sparse", "portable", "bf16", 64, 64], ["flash_dense", "portable", "bf16", 64, 64],
+        ["score", "portable", "bf16", 64, 64], ["flash_sparse", "hopper", "bf16", 64, 64],
+        ["flash_dense", "hopper", "bf16", 64, 64]])
+    assert ops.compiled_tuples("sparse_attn") == [("hopper", "bf16", 64, 64), ("portable", "bf16", 64, 64)]
+    assert ops.compiled_tuples("attn_search") == [("portable", "bf16", 64, 64)]  # no hopper score kernel
+    assert ops.compiled_tuples("block_scores") == [("portable", "bf16", 64, 64)]
+
+
+def test_use_kernel_path_sets_and_restores_the_env(monkeypatch):
+    monkeypatch.delenv("ADASPA_KERNEL_PATH", raising=False)
+    with ops.use_kernel_path("portable"):
+        assert os.environ["ADASPA_KERNEL_PATH"] == "portable"
+    assert "ADASPA_KERNEL_PATH" not in os.environ
+    with pytest.raises(ValueError, match="kernel path must be one of"):
+        with ops.use_kernel_path("sm90"):
+            pass
 
 
 def test_cuda_locator_ignores_wrapper_nvcc(tmp_path, monkeypatch):

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 import adaspa_ext as A
-from conftest import DEVICES
+from conftest import DEVICES, require_kernels
 from util import make_qkv, random_idx
 
 
 def op_samples(device):
+    for op, bs in (("sparse_attn", 64), ("attn_search", 128), ("block_scores", 64)):
+        require_kernels(device, op, torch.bfloat16, 64, bs)
     q, k, v = make_qkv(1, 2, 130, 200, 64, torch.bfloat16, device, layout="bnhd")
     idx = random_idx(1, 2, 3, 4, 3, density=0.5, device=device)
     lse = torch.randn(1, 2, 130, device=device) + 5
@@ -55,6 +57,8 @@ def search_select_attend(q, k, v, keep):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_fullgraph_matches_eager(device):
+    require_kernels(device, "attn_search", torch.bfloat16, 64, 64)
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
     torch._dynamo.reset()
     q, k, v = make_qkv(1, 2, 200, 200, 64, torch.bfloat16, device, layout="bnhd")
     keep = torch.tensor([1, 3], dtype=torch.int32, device=device)

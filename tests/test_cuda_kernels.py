@@ -7,7 +7,9 @@ import torch.nn.functional as F
 
 import adaspa_ext as A
 from adaspa_ext import baselines as B
+from adaspa_ext import ops
 from adaspa_ext import reference as R
+from conftest import require_kernels, use_path
 from util import assert_within_torch_error, check_lse, make_qkv, poison, random_idx, torch_same_precision_attention
 
 pytestmark = pytest.mark.gpu
@@ -29,6 +31,8 @@ def rows_subset_reference(q, k, v, idx, bs, rows):
 
 @pytest.mark.parametrize("d,bs", [(128, 64), (64, 128)])
 def test_long_odd_sequence(d, bs):
+    require_kernels("cuda", "attn_search", torch.bfloat16, d, bs)
+    require_kernels("cuda", "sparse_attn", torch.bfloat16, d, bs)
     n = 32768 + 17
     q, k, v = make_qkv(1, 2, n, n, d, torch.bfloat16, "cuda", layout="bnhd")
     mq = mk = math.ceil(n / bs)
@@ -52,13 +56,47 @@ def test_long_odd_sequence(d, bs):
     torch.testing.assert_close(scores.double().sum(-1), want.expand(1, 2, mq), rtol=1e-3, atol=1e-2)
 
 
+def test_kernel_path_choice_and_errors(monkeypatch):
+    """auto takes hopper exactly where it is compiled and the device is compute capability 9.0;
+    a forced path without kernels and a bad ADASPA_KERNEL_PATH raise, naming what exists."""
+    path, dt, d, bs = ops.compiled_tuples("sparse_attn")[0]
+    q = torch.randn(1, 1, 100, d, device="cuda", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[dt])
+    hopper_ok = torch.cuda.get_device_capability() == (9, 0)
+    for op in ("sparse_attn", "attn_search", "block_scores"):
+        tuples = ops.compiled_tuples(op)
+        if (dt, d, bs) not in {t[1:] for t in tuples}:
+            continue
+        has_hopper = ("hopper", dt, d, bs) in tuples
+        monkeypatch.delenv("ADASPA_KERNEL_PATH", raising=False)
+        assert ops.kernel_path(q, bs, op) == ("hopper" if hopper_ok and has_hopper else "portable")
+        with ops.use_kernel_path("portable"):
+            assert ops.kernel_path(q, bs, op) == "portable"
+        with ops.use_kernel_path("hopper"):
+            if hopper_ok and has_hopper:
+                assert ops.kernel_path(q, bs, op) == "hopper"
+            else:
+                with pytest.raises(ValueError, match=f"adaspa.{op}: ADASPA_KERNEL_PATH=hopper, but .*hopper kernels"):
+                    ops.kernel_path(q, bs, op)
+                with pytest.raises(ValueError, match="ADASPA_KERNEL_PATH=hopper"):
+                    A.block_scores(q, q, torch.zeros(1, 1, 100, device="cuda"), bs) if op == "block_scores" else \
+                        A.attn_search(q, q, q, bs) if op == "attn_search" else \
+                        A.sparse_attn(q, q, q, torch.zeros(1, 1, math.ceil(100 / bs), 1, dtype=torch.int32, device="cuda"), bs)
+    monkeypatch.setenv("ADASPA_KERNEL_PATH", "sm90")
+    with pytest.raises(ValueError, match="ADASPA_KERNEL_PATH must be auto, portable or hopper"):
+        ops.kernel_path(q, bs)
+    assert ops.kernel_path(q.cpu(), bs) == "cpu"
+
+
 def flex_reference(q, k, v, idx, bs):
     return B.flex_attention(q, k, v, B.flex_block_mask(idx, q.shape[2], k.shape[2], bs), bs)
 
 
+@pytest.mark.parametrize("path", ops.KERNEL_PATHS)
 @pytest.mark.parametrize("bs", [64, 128])
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.5, 1.0])
-def test_matches_flex_attention(bs, density):
+def test_matches_flex_attention(path, bs, density, monkeypatch):
+    require_kernels("cuda", "sparse_attn", torch.bfloat16, 128, bs, path)
+    use_path(monkeypatch, path)
     n = 4096
     q, k, v = make_qkv(1, 4, n, n, 128, torch.bfloat16, "cuda")
     m = n // bs
@@ -72,6 +110,8 @@ def test_matches_flex_attention(bs, density):
 
 
 def test_cuda_graph_capture_and_replay():
+    require_kernels("cuda", "attn_search", torch.float16, 64, 64)
+    require_kernels("cuda", "sparse_attn", torch.float16, 64, 64)
     q, k, v = make_qkv(1, 2, 1000, 1000, 64, torch.float16, "cuda")
     keep = torch.tensor([3, 5], dtype=torch.int32, device="cuda")
     forced = torch.zeros(16, dtype=torch.bool, device="cuda")
@@ -104,6 +144,8 @@ def test_cuda_graph_capture_and_replay():
 
 @pytest.mark.slow
 def test_64bit_offsets():
+    require_kernels("cuda", "attn_search", torch.bfloat16, 128, 64)
+    require_kernels("cuda", "sparse_attn", torch.bfloat16, 128, 64)
     # k and v hold 2^31 + 12800 elements each: row offsets past 2^31 must not wrap. The last two key
     # blocks (which hold the 100 rows past 2^31 elements) get keys aligned with every query, so they
     # carry almost all the softmax mass (> 95 %, asserted): a K or V row read from the wrong place

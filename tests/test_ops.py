@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import adaspa_ext as A
 from adaspa_ext import reference as R
-from conftest import DEVICES
+from conftest import DEVICES, op_params, require_kernels, use_path
 from util import (assert_topk_by_threshold, assert_within_torch_error, check_lse, floor_for, make_qkv, poison,
                   random_idx, token_mask_from_idx, torch_same_precision_attention)
 
@@ -26,12 +26,11 @@ def run_sparse_and_check(q, k, v, idx, bs, what, scale=None):
     return out, lse
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("d", [64, 128])
-@pytest.mark.parametrize("bs", [64, 128])
+@pytest.mark.parametrize("device,path,dtype,d,bs",
+                         op_params("sparse_attn", [torch.bfloat16, torch.float16], [64, 128], [64, 128]))
 @pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
-def test_sparse_attn_matches_reference(device, dtype, d, bs, density):
+def test_sparse_attn_matches_reference(device, path, dtype, d, bs, density, monkeypatch):
+    use_path(monkeypatch, path)
     nq, nk = 1000, 1023
     q, k, v = make_qkv(2, 2, nq, nk, d, dtype, device)
     mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
@@ -43,6 +42,7 @@ def test_sparse_attn_matches_reference(device, dtype, d, bs, density):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("nq,nk", [(1, 1), (63, 65), (65, 63), (113, 4097), (4097, 113), (1000, 1000)])
 def test_sparse_attn_odd_lengths(device, nq, nk):
+    require_kernels(device, "sparse_attn", torch.bfloat16, 128, 64)
     q, k, v = make_qkv(1, 2, nq, nk, 128, torch.bfloat16, device, layout="bnhd")
     bs = 64
     mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
@@ -67,6 +67,7 @@ def test_float32_on_cpu_only(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bs", [64, 128])
 def test_density_one_equals_dense(device, bs):
+    require_kernels(device, "sparse_attn", torch.float16, 64, bs)
     nq = nk = 777
     q, k, v = make_qkv(1, 3, nq, nk, 64, torch.float16, device)
     mk = math.ceil(nk / bs)
@@ -80,6 +81,7 @@ def test_density_one_equals_dense(device, bs):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_empty_rows_give_zero_and_minus_inf(device):
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
     q, k, v = make_qkv(1, 2, 130, 200, 64, torch.bfloat16, device)
     idx = random_idx(1, 2, 3, 4, 4, density=0.5, device=device)
     idx[0, 1, 1] = -1  # one query block visits nothing
@@ -89,6 +91,7 @@ def test_empty_rows_give_zero_and_minus_inf(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bad_index_entries_are_padding_and_check_mode_raises(device):
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
     q, k, v = make_qkv(1, 1, 128, 300, 64, torch.bfloat16, device)
     mk = 5
     idx = torch.tensor([[[[0, 3, -5, 2, 3, 99, 4, -1],       # unsorted / duplicate / out of range
@@ -111,6 +114,7 @@ def test_bad_index_entries_are_padding_and_check_mode_raises(device):
 @pytest.mark.parametrize("bs", [64, 128])
 @pytest.mark.parametrize("density", [0.5, 1.0])
 def test_sparse_attn_growing_logits(device, bs, density):
+    require_kernels(device, "attn_search" if density == 1.0 else "sparse_attn", torch.bfloat16, 128, bs)
     """Keys scaled up along the sequence: each row's running max grows many times by more than
     the kernels' conditional-rescale threshold (8 in log2 units) and stays stale in between, the
     two paths of the online softmax that random N(0, 1) logits never leave the first tile for."""
@@ -129,10 +133,10 @@ def test_sparse_attn_growing_logits(device, bs, density):
         check_lse(lse, ref_lse, "search lse, growing logits")
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("d,bs", [(64, 64), (128, 128), (128, 64), (64, 128)])
-def test_attn_search(device, dtype, d, bs):
+@pytest.mark.parametrize("device,path,dtype,d,bs",
+                         op_params("attn_search", [torch.bfloat16, torch.float16], [64, 128], [64, 128]))
+def test_attn_search(device, path, dtype, d, bs, monkeypatch):
+    use_path(monkeypatch, path)
     nq, nk = 333, 1000
     q, k, v = make_qkv(2, 2, nq, nk, d, dtype, device, layout="bnhd")
     mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
@@ -147,11 +151,11 @@ def test_attn_search(device, dtype, d, bs):
     torch.testing.assert_close(scores.double(), ref_scores, rtol=2e-3, atol=1e-4 * bs)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("d,bs", [(64, 64), (128, 128)])
-def test_block_scores_with_stale_lse(device, d, bs):
+@pytest.mark.parametrize("device,path,dtype,d,bs", op_params("block_scores", [torch.bfloat16], [64, 128], [64, 128]))
+def test_block_scores_with_stale_lse(device, path, dtype, d, bs, monkeypatch):
+    use_path(monkeypatch, path)
     nq, nk = 300, 777
-    q, k, _ = make_qkv(1, 3, nq, nk, d, torch.bfloat16, device)
+    q, k, _ = make_qkv(1, 3, nq, nk, d, dtype, device)
     _, lse = R.dense_attn_ref(q, k, k)
     stale = (lse + 0.3 * torch.randn_like(lse)).float()
     poison(((1, 3, math.ceil(nq / bs), math.ceil(nk / bs)), torch.float32), device=device)
@@ -197,6 +201,7 @@ def test_select_keep_clamped_and_range_checked(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_scale_argument(device):
+    require_kernels(device, "attn_search", torch.bfloat16, 64, 64)
     q, k, v = make_qkv(1, 1, 100, 100, 64, torch.bfloat16, device)
     idx = random_idx(1, 1, 2, 2, 2, density=1.0, device=device)
     run_sparse_and_check(q, k, v, idx, 64, "scale=0.3", scale=0.3)

@@ -1,12 +1,16 @@
 // CUDA bindings (host C++, no nvcc) of sparse_attn, attn_search and block_scores: validate, turn tensors into an
-// AttnParams, look the compiled kernel up in the generated registry, launch on the current stream.
+// AttnParams, pick the kernel path, look the op's kernels up in the generated registry, launch them on the
+// current stream. kernel_path answers which path a call would take.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "adaspa/attention_api.h"
+#include "adaspa/tile_scheduler.h"
 #include "checks.h"
 #include "cuda/cuda_common.h"
 
@@ -14,35 +18,129 @@ namespace adaspa {
 namespace {
 
 const char* dtype_name(DType d) { return d == DType::kFloat16 ? "float16" : "bfloat16"; }
+const char* kernel_name(Kernel k) {
+  return k == Kernel::kFlashSparse ? "flash_sparse" : k == Kernel::kFlashDense ? "flash_dense" : "score";
+}
+const char* path_name(KernelPath p) { return p == KernelPath::kPortable ? "portable" : "hopper"; }
 
-AttentionLauncher find_kernel(const char* op, Mode mode, at::ScalarType st, int64_t head_dim, int64_t block_size) {
-  const DType dt = st == at::kHalf ? DType::kFloat16 : DType::kBFloat16;
+// The kernels an op launches, in order. attn_search is two launches on the caller's stream, the
+// dense flash kernel (out, lse), then the score kernel reading that lse: one fused launch (flash
+// pass, then score pass in the same CTA) ran its score pass at the flash pass's occupancy (2 CTAs /
+// SM, 230-255 registers) instead of the score kernel's 3. On an H100 the two were within 1 % at
+// D 128, and the fused launch 7-11 % slower at D 64 (1.60-1.68x sparse_attn at density 1, against
+// 1.50-1.52x; NOTES.md, 2026-11-27 session 5).
+struct OpKernels {
+  const char* op;
+  int n;
+  Kernel kernels[2];
+};
+constexpr OpKernels kSparseAttn{"sparse_attn", 1, {Kernel::kFlashSparse}};
+constexpr OpKernels kAttnSearch{"attn_search", 2, {Kernel::kFlashDense, Kernel::kScore}};
+constexpr OpKernels kBlockScores{"block_scores", 1, {Kernel::kScore}};
+
+const OpKernels& op_kernels(std::string_view op) {
+  for (const OpKernels* o : {&kSparseAttn, &kAttnSearch, &kBlockScores}) {
+    if (op == o->op) return *o;
+  }
+  ADASPA_CHECK_VALUE(false, "adaspa.kernel_path: op must be one of sparse_attn, attn_search, block_scores, got '",
+                    std::string(op), "'");
+  return kSparseAttn;
+}
+
+struct Tuple {
+  DType dtype;
+  int64_t head_dim, block_size;
+};
+
+const KernelEntry* find_entry(Kernel kernel, KernelPath path, const Tuple& t) {
   for (int i = 0; i < kNumAttentionKernels; ++i) {
     const KernelEntry& e = kAttentionKernels[i];
-    if (e.mode == mode && e.dtype == dt && e.head_dim == head_dim && e.block_size == block_size) return e.launch;
+    if (e.kernel == kernel && e.path == path && e.dtype == t.dtype && e.head_dim == t.head_dim &&
+        e.block_size == t.block_size)
+      return &e;
   }
-  std::string have;
-  for (int i = 0; i < kNumAttentionKernels; ++i) {
-    const KernelEntry& e = kAttentionKernels[i];
-    if (e.mode == mode)
-      have += detail::msg(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
-  }
-  ADASPA_CHECK_VALUE(false, "adaspa.", op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
-                    dtype_name(dt), ", ", head_dim, ", ", block_size, "); this build has {", have,
-                    "}. Rebuild without narrowing ADASPA_DTYPES / ADASPA_HEAD_DIMS / ADASPA_BLOCK_SIZES.");
   return nullptr;
 }
 
+// "{(bfloat16, 128, 64), ...}": the (dtype, head_dim, block_size) tuples compiled for a kernel and path.
+std::string compiled_set(Kernel kernel, KernelPath path) {
+  std::string have;
+  for (int i = 0; i < kNumAttentionKernels; ++i) {
+    const KernelEntry& e = kAttentionKernels[i];
+    if (e.kernel == kernel && e.path == path)
+      have += detail::msg(have.empty() ? "" : ", ", "(", dtype_name(e.dtype), ", ", e.head_dim, ", ", e.block_size, ")");
+  }
+  return "{" + have + "}";
+}
+
+// ADASPA_KERNEL_PATH, read at every call so that a benchmark can switch paths between calls.
+enum class PathRequest { kAuto, kPortable, kHopper };
+PathRequest requested_path() {
+  const char* env = std::getenv("ADASPA_KERNEL_PATH");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "auto") return PathRequest::kAuto;
+  if (v == "portable") return PathRequest::kPortable;
+  if (v == "hopper") return PathRequest::kHopper;
+  ADASPA_CHECK_VALUE(false, "ADASPA_KERNEL_PATH must be auto, portable or hopper, got '", v, "'");
+  return PathRequest::kAuto;
+}
+
+// The path an op runs on: hopper when the device is compute capability 9.0 and every kernel of
+// the op is compiled for the tuple on that path, else portable; ADASPA_KERNEL_PATH forces one.
+KernelPath choose_path(const OpKernels& ops, const Tuple& t, const at::Device& device) {
+  const PathRequest req = requested_path();
+  if (req == PathRequest::kPortable) return KernelPath::kPortable;
+  int major = 0, minor = 0;
+  check_launch(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device.index()), ops.op);
+  check_launch(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device.index()), ops.op);
+  const bool hopper_device = major == 9 && minor == 0;
+  bool hopper_compiled = true;
+  for (int i = 0; i < ops.n; ++i) hopper_compiled = hopper_compiled && find_entry(ops.kernels[i], KernelPath::kHopper, t);
+  if (hopper_device && hopper_compiled) return KernelPath::kHopper;
+  if (req == PathRequest::kAuto) return KernelPath::kPortable;
+  std::string have;
+  for (int i = 0; i < ops.n; ++i)
+    have += detail::msg(i ? ", " : "", kernel_name(ops.kernels[i]), " ", compiled_set(ops.kernels[i], KernelPath::kHopper));
+  ADASPA_CHECK_VALUE(false, "adaspa.", ops.op, ": ADASPA_KERNEL_PATH=hopper, but ",
+                    hopper_device ? "" : detail::msg("the device is sm_", major, minor,
+                                                     " (the hopper kernels run on compute capability 9.0 only) and "),
+                    "the hopper kernels of this build for (dtype, head_dim, block_size) are: ", have,
+                    "; asked for (", dtype_name(t.dtype), ", ", t.head_dim, ", ", t.block_size,
+                    "). Hopper kernels are built for the _sm90 lines of csrc/instantiations.txt when "
+                    "TORCH_CUDA_ARCH_LIST includes 9.0a; ADASPA_KERNEL_PATH=auto or portable runs the portable kernels.");
+  return KernelPath::kPortable;
+}
+
+Tuple tuple_of(const at::Tensor& q, int64_t head_dim, int64_t block_size) {
+  return {q.scalar_type() == at::kHalf ? DType::kFloat16 : DType::kBFloat16, head_dim, block_size};
+}
+
+// The launchers of an op's kernels on the chosen path, in launch order.
+KernelPath find_kernels(const OpKernels& ops, const Tuple& t, const at::Device& device, KernelLauncher (&out)[2]) {
+  const KernelPath path = choose_path(ops, t, device);
+  for (int i = 0; i < ops.n; ++i) {
+    const KernelEntry* e = find_entry(ops.kernels[i], path, t);
+    ADASPA_CHECK_VALUE(e, "adaspa.", ops.op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
+                      dtype_name(t.dtype), ", ", t.head_dim, ", ", t.block_size, "); this build has ",
+                      compiled_set(ops.kernels[i], path), " (", path_name(path), " ", kernel_name(ops.kernels[i]),
+                      "). Rebuild without narrowing ADASPA_DTYPES / ADASPA_HEAD_DIMS / ADASPA_BLOCK_SIZES.");
+    out[i] = e->launch;
+  }
+  return path;
+}
+
 void check_grid(const char* op, const AttnShape& s) {
-  ADASPA_CHECK_VALUE(s.heads <= 65535 && s.batch <= 65535, "adaspa.", op,
-                    ": at most 65535 heads and 65535 batch entries per call, got H=", s.heads, " B=", s.batch);
+  ADASPA_CHECK_VALUE(s.heads <= kMaxGridYZ && s.batch <= kMaxGridYZ, "adaspa.", op, ": at most ", kMaxGridYZ,
+                    " heads and ", kMaxGridYZ, " batch entries per call, got H=", s.heads, " B=", s.batch);
 }
 
 bool empty_grid(const AttnShape& s) { return s.batch == 0 || s.heads == 0 || s.mq == 0; }
 
-void launch(const char* op, Mode mode, const AttnShape& s, const at::Tensor& q, AttnParams& p) {
-  const AttentionLauncher fn = find_kernel(op, mode, q.scalar_type(), s.head_dim, s.block_size);
-  check_launch(fn(p, c10::cuda::getCurrentCUDAStream()), op);
+void launch(const OpKernels& ops, const AttnShape& s, const at::Tensor& q, AttnParams& p) {
+  KernelLauncher fns[2] = {nullptr, nullptr};
+  find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), q.device(), fns);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  for (int i = 0; i < ops.n; ++i) check_launch(fns[i](p, stream), ops.op);
 }
 
 std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -65,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q, const a
   p.lse = lse.data_ptr<float>();
   p.idx = idxc.data_ptr<int32_t>();
   p.kmax = static_cast<int>(idxc.size(3));
-  launch(op, Mode::kSparse, s, q, p);
+  launch(kSparseAttn, s, q, p);
   return {out, lse};
 }
 
@@ -86,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attn_search_cuda(const at::Tensor
   p.q = qa.data_ptr(), p.k = ka.data_ptr(), p.v = va.data_ptr(), p.out = out.data_ptr();
   p.lse = lse.data_ptr<float>();
   p.scores = scores.data_ptr<float>();
-  launch(op, Mode::kSearch, s, q, p);
+  launch(kAttnSearch, s, q, p);
   return {out, lse, scores};
 }
 
@@ -106,8 +204,15 @@ at::Tensor block_scores_cuda(const at::Tensor& q, const at::Tensor& k, const at:
   p.q = qa.data_ptr(), p.k = ka.data_ptr();
   p.lse = const_cast<float*>(lse_c.data_ptr<float>());
   p.scores = scores.data_ptr<float>();
-  launch(op, Mode::kScore, s, q, p);
+  launch(kBlockScores, s, q, p);
   return scores;
+}
+
+std::string kernel_path_cuda(const at::Tensor& q, int64_t block_size, std::string_view op) {
+  const OpKernels& ops = op_kernels(op);
+  const AttnShape s = check_qkv(ops.op, q, q, nullptr, block_size, std::nullopt);
+  KernelLauncher fns[2];
+  return path_name(find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), q.device(), fns));
 }
 
 }  // namespace
@@ -116,6 +221,7 @@ TORCH_LIBRARY_IMPL(adaspa, CUDA, m) {
   m.impl("sparse_attn", &sparse_attn_cuda);
   m.impl("attn_search", &attn_search_cuda);
   m.impl("block_scores", &block_scores_cuda);
+  m.impl("kernel_path", &kernel_path_cuda);
 }
 
 }  // namespace adaspa

@@ -6,11 +6,19 @@
 
 namespace adaspa {
 
-// Which flavour of the one attention mainloop a launch runs (see fwd_kernel.h).
+// Which op a query-block pass computes (the CPU kernels; the CUDA ops are composed of Kernels).
 enum class Mode : int {
   kSparse = 0,  // sparse_attn: visit only the key blocks listed in idx; write out, lse
   kSearch = 1,  // attn_search: dense forward (out, lse), then the kScore pass with that lse
   kScore = 2,   // block_scores: the score pass (scores) with a given (cached) lse
+};
+
+// The CUDA kernels. The ops compose them: sparse_attn = kFlashSparse; attn_search = kFlashDense
+// (out, lse), then kScore reading that lse; block_scores = kScore with a cached lse.
+enum class Kernel : int {
+  kFlashSparse = 0,  // flash pass over the key blocks of each idx row -> out, lse
+  kFlashDense = 1,   // flash pass over every key block                -> out, lse
+  kScore = 2,        // Q K^T again, exp(s - lse) summed per (query block, key block) -> scores
 };
 
 enum class DType : int { kFloat16 = 0, kBFloat16 = 1 };
@@ -21,10 +29,10 @@ struct AttnParams {
   const void* q;  // [B, H, Nq, D], fp16/bf16
   const void* k;  // [B, H, Nk, D]
   const void* v;  // [B, H, Nk, D]
-  void* out;      // [B, H, Nq, D] (kSparse, kSearch), same dtype as q, its own strides below
-  float* lse;     // [B, H, Nq] contiguous, natural log: written (kSparse, kSearch), read (kScore)
-  float* scores;  // [B, H, Mq, Mk] contiguous fp32 block scores: written (kSearch, kScore)
-  const int32_t* idx;  // [B, H, Mq, kmax] contiguous key-block lists (kSparse only)
+  void* out;      // [B, H, Nq, D], same dtype as q, its own strides below: written (flash kernels)
+  float* lse;     // [B, H, Nq] contiguous, natural log: written (flash kernels), read (kScore)
+  float* scores;  // [B, H, Mq, Mk] contiguous fp32 block scores: written (kScore)
+  const int32_t* idx;  // [B, H, Mq, kmax] contiguous key-block lists (kFlashSparse only)
 
   int64_t q_batch_stride, q_head_stride, q_row_stride;
   int64_t k_batch_stride, k_head_stride, k_row_stride;
@@ -34,7 +42,7 @@ struct AttnParams {
   int batch, heads;
   int nq, nk;    // tokens; the last query / key block may be partial
   int mq, mk;    // query / key blocks: ceil(n / block_size)
-  int kmax;      // entries per idx row (kSparse)
+  int kmax;      // entries per idx row (kFlashSparse)
   float scale;   // softmax scale applied to q . k
 };
 
