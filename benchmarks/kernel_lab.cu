@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "adaspa/launch_sm80.h"
-#include "adaspa/flash_fwd_sm90.h"
+#include "adaspa/launch_sm90.h"
 
 using namespace adaspa;
 using Elem = cutlass::bfloat16_t;
@@ -102,7 +102,7 @@ cudaError_t launch_search(const AttnParams& p) {
 }
 
 template <int D, int BS>
-cudaError_t launch_sm90(const AttnParams& p) { return sm90::run_flash_sparse<Elem, D, BS>(p, nullptr); }
+cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
 using Launch = cudaError_t (*)(const AttnParams&);
 

@@ -8,7 +8,7 @@ import os
 import torch
 
 import adaspa_ext as A
-from adaspa_ext import _build_config
+from adaspa_ext import _build_config, ops
 
 DT = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -30,12 +30,16 @@ def main():
         v = torch.randn(1, 2, nk, d, device="cuda", dtype=DT[dt])
         mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
         idx = torch.tensor([0, 2, -1, 7, 1], dtype=torch.int32, device="cuda").expand(1, 2, mq, 5).contiguous()
-        A.sparse_attn(q, k, v, idx, bs)
-        _, lse, s = A.attn_search(q, k, v, bs)
-        A.block_scores(q, k, lse, bs)
-        A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
-                        torch.tensor([True] + [False] * (mk - 1), device="cuda"))
-        print(f"ran path={path} dtype={dt} d={d} bs={bs}")
+        has = {op: (path, dt, d, bs) in ops.compiled_tuples(op) for op in ("sparse_attn", "attn_search", "block_scores")}
+        if has["sparse_attn"]:
+            A.sparse_attn(q, k, v, idx, bs)
+        if has["attn_search"]:
+            _, lse, s = A.attn_search(q, k, v, bs)
+            A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
+                            torch.tensor([True] + [False] * (mk - 1), device="cuda"))
+            if has["block_scores"]:
+                A.block_scores(q, k, lse, bs)
+        print(f"ran path={path} dtype={dt} d={d} bs={bs}: {', '.join(op for op, ok in has.items() if ok)}")
     torch.cuda.synchronize()
     print("sanitize_small: done")
 

@@ -421,24 +421,32 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 #endif
 }
 
-// TMA needs 16-byte aligned base addresses and row / head / batch strides that are multiples of
-// 16 bytes; views that break this run on the portable path.
+// TMA describes a tensor by its base address and per-dimension strides, all multiples of 16
+// bytes. The bindings hand over views whose base and strides of every dimension longer than one
+// already are (checks: vector_aligned copies other views, for both paths); the stride of a
+// dimension of length one is never used, so it is replaced by one TMA accepts. The epilogue
+// stores pairs of elements: out needs 4-byte alignment and an even row stride.
 inline bool tma_compatible(const AttnParams& p, int element_bytes) {
   auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  auto stride_ok = [&](int64_t s) { return (s * element_bytes) % 16 == 0; };
-  return aligned(p.q) && aligned(p.k) && aligned(p.v) && stride_ok(p.q_row_stride) && stride_ok(p.q_head_stride) &&
-         stride_ok(p.q_batch_stride) && stride_ok(p.k_row_stride) && stride_ok(p.k_head_stride) &&
-         stride_ok(p.k_batch_stride) && stride_ok(p.v_row_stride) && stride_ok(p.v_head_stride) &&
-         stride_ok(p.v_batch_stride) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
+  auto ok = [&](int64_t stride, int64_t extent) { return extent <= 1 || (stride * element_bytes) % 16 == 0; };
+  return aligned(p.q) && aligned(p.k) && aligned(p.v) && ok(p.q_row_stride, p.nq) && ok(p.q_head_stride, p.heads) &&
+         ok(p.q_batch_stride, p.batch) && ok(p.k_row_stride, p.nk) && ok(p.k_head_stride, p.heads) &&
+         ok(p.k_batch_stride, p.batch) && ok(p.v_row_stride, p.nk) && ok(p.v_head_stride, p.heads) &&
+         ok(p.v_batch_stride, p.batch) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
 }
 
 template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kBlockSize>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
   prm.scale_log2 = p.scale * 1.4426950408889634f;
   auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
+    // Strides of length-one dimensions (never used) made ones TMA accepts.
+    if (rows <= 1) row_stride = kHeadDim;
+    if (p.heads <= 1) head_stride = row_stride * rows;
+    if (p.batch <= 1) batch_stride = head_stride * p.heads;
     return make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
                        make_stride(row_stride, _1{}, head_stride, batch_stride));
   };
