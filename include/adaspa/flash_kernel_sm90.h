@@ -9,8 +9,9 @@
 //              softmax and MMA phases (each query block has its own list, so two warpgroups
 //              cannot share a stream).
 // A key tile is one listed block: blocks are contiguous row ranges, so the list entry is the TMA
-// row coordinate and no gather is needed. Rows and columns past Nq / Nk are zero-filled by TMA;
-// columns past Nk are masked to -inf in the last block.
+// row coordinate and no gather is needed. The producer and every consumer warp walk the list
+// themselves (no block index passes through shared memory). Rows and columns past Nq / Nk are
+// zero-filled by TMA; columns past Nk are masked to -inf in the last block.
 //
 // The kernel body exists only when compiling for sm_90a; for any other target (and the host pass)
 // it is empty, so this header can sit in a build for several archs.
@@ -105,7 +106,6 @@ struct FlashSparseTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
     uint64_t bar_q;
     uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
-    int block[kStages];  // the key block in each stage; -1: the list is done
   };
   // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
@@ -142,6 +142,38 @@ __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, T
   }
   warpgroup_commit_batch();
 }
+
+// One idx row walked by a whole warp, 32 entries at a time, under the block_list.h rule: an entry
+// is accepted iff it lies in [0, mk) and above every valid entry before it (the running maximum
+// of accepted entries is the running maximum of valid ones). next() is warp-collective and
+// returns the next accepted block, or -1 at the end of the row.
+struct ListCursor {
+  const int32_t* row;
+  int base = 0, last = -1, entry = -1;
+  unsigned pending = 0;  // lanes of the current window accepted and not yet returned
+
+  __device__ __forceinline__ int next(const AttnParams& p, int lane) {
+    while (!pending) {
+      if (base >= p.kmax) return -1;
+      entry = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
+      const bool valid = entry >= 0 && entry < p.mk;
+      int pmax = valid ? entry : -1;
+      CUTLASS_PRAGMA_UNROLL
+      for (int o = 1; o < 32; o *= 2) {
+        const int x = __shfl_up_sync(0xffffffffu, pmax, o);
+        if (lane >= o) pmax = max(pmax, x);
+      }
+      int before = __shfl_up_sync(0xffffffffu, pmax, 1);
+      before = lane == 0 ? last : max(before, last);
+      pending = __ballot_sync(0xffffffffu, valid && entry > before);
+      last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
+      base += 32;
+    }
+    const int l = __ffs(pending) - 1;
+    pending &= pending - 1;
+    return __shfl_sync(0xffffffffu, entry, l);
+  }
+};
 
 template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
@@ -203,47 +235,21 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     auto tVgV = get<0>(tV);
     auto tVsV = get<1>(tV);
 
-    int n = 0;        // blocks issued
-    int last = -1;    // the block_list.h rule: accept an entry in [0, mk) above the last accepted
+    int n = 0;  // blocks issued
     auto issue = [&](int blk) {
       const int s = n % kStages;
       const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
       if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
-      ss.block[s] = blk;
-      if (blk >= 0) {
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
-        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
-        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
-        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
-      } else {
-        ClusterBarrier::arrive(&ss.full_k[s]);  // end of list: no bytes, the consumers read block -1
-      }
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
       ++n;
     };
-    for (int base = 0; base < p.kmax; base += 32) {
-      const int e = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
-      const bool valid = e >= 0 && e < p.mk;
-      // An entry is accepted iff it is valid and above every valid entry before it (the running
-      // maximum of accepted entries is the running maximum of valid ones).
-      int pmax = valid ? e : -1;
-      CUTLASS_PRAGMA_UNROLL
-      for (int o = 1; o < 32; o *= 2) {
-        const int x = __shfl_up_sync(0xffffffffu, pmax, o);
-        if (lane >= o) pmax = max(pmax, x);
-      }
-      int before = __shfl_up_sync(0xffffffffu, pmax, 1);
-      before = lane == 0 ? last : max(before, last);
-      unsigned accepted = __ballot_sync(0xffffffffu, valid && e > before);
-      while (accepted) {
-        const int l = __ffs(accepted) - 1;
-        accepted &= accepted - 1;
-        const int blk = __shfl_sync(0xffffffffu, e, l);
-        if (lane == 0) issue(blk);
-      }
-      last = max(last, __shfl_sync(0xffffffffu, pmax, 31));
-    }
-    if (lane == 0) issue(-1);
+    ListCursor list{row};
+    for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane))
+      if (lane == 0) issue(blk);
   } else {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     // Consumer warpgroups: 64 query rows each.
@@ -321,6 +327,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
       }
     };
+    // Every consumer warp walks the list itself (the producer does too), so no block index passes
+    // through shared memory.
+    ListCursor list{row};
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
@@ -332,9 +341,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       const int wg = tid / 128;
       auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
       auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
-      ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
-      const int first = ss.block[0];
+      const int first = list.next(p, lane);
       if (first >= 0) {
+        ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
         if (wg == 1) pass_turn();
         take_turn();
         wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
@@ -346,8 +355,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         to_p();
         for (;;) {
           const int s = n % kStages, s1 = (n + 1) % kStages;
-          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
-          const int next = ss.block[s1];
+          const int next = list.next(p, lane);
+          if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
           ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
           take_turn();
           wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
@@ -373,9 +382,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       for (;; ++n) {
         const int s = n % kStages;
         const uint32_t phase = (n / kStages) & 1;
-        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-        const int blk = ss.block[s];
+        const int blk = list.next(p, lane);
         if (blk < 0) break;
+        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
         wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
