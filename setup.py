@@ -83,7 +83,10 @@ def make_extension():
     include_dirs = [str(ROOT / "include"), str(ROOT / "csrc"), str(gen_dir)]
     # No -std flag: torch's build adds the standard its own headers need (C++17 up to torch 2.13,
     # C++20 from 2.14). Forcing C++20 against torch 2.11 crashed in libstdc++ stream code.
-    cxx = ["-O3", "-Wall", "-Wno-unused-function"]
+    # -fopenmp: at::parallel_for is header code whose threads are `#pragma omp parallel`; without
+    # the flag it runs on one thread. The GOMP symbols resolve at load time to the libgomp torch
+    # itself loads, so the extension and torch share one OpenMP runtime (and torch.set_num_threads).
+    cxx = ["-O3", "-Wall", "-Wno-unused-function", "-fopenmp"]
     with_cuda = want_cuda()
     archs, kernels = [], []
     sources = src["cpu"] + src["cpu_kernels"]

@@ -205,8 +205,8 @@ def main(argv=None):
           f"{layers} layer(s), {cfg.num_steps} steps, s={cfg.sparsity}, block {cfg.block_size}, "
           f"warm-up {cfg.warmup_steps}, searches {cfg.search_steps}, {device} ({dev_name}), {dtype}")
     if device == "cpu":
-        print("note: on the CPU both sides run reference-grade kernels (adaspa's C++ loops vs torch SDPA); "
-              "the GPU kernels are what the speed is about.")
+        print("note: on the CPU adaspa's vectorised C++ kernels run against torch's CPU SDPA; the GPU kernels "
+              "are what the speed of video models is about.")
     t0 = time.time()
     records, session, wl = run_schedule(preset, cfg, layers, device, dtype)
     print()
