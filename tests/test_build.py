@@ -310,3 +310,31 @@ def _source_tree_state():
                          capture_output=True, check=True).stdout.split(b"\0")
     return {f: hashlib.sha256((ROOT / f.decode()).read_bytes()).hexdigest()
             for f in out if f and (ROOT / f.decode()).is_file()}
+
+
+@pytest.mark.slow
+def test_hopper_kernels_compile_for_sm90a(tmp_path, monkeypatch):
+    """Machines without a Hopper GPU (CI) still compile every hopper tuple for sm_90a, with the
+    extension's nvcc flags, so a compile error in the sm90 kernels fails here and not on the GPU."""
+    cuda = cuda_locator.find_cuda_home()
+    nvcc = pathlib.Path(cuda or "/nonexistent") / "bin" / "nvcc"
+    if not nvcc.is_file():
+        pytest.skip("no CUDA toolkit")
+    try:
+        cutlass = cutlass_locator.include_dir()
+    except FileNotFoundError:
+        pytest.skip("no CUTLASS headers")
+    for var in build_facts.FILTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    hopper = [t for t in generate_kernels.tuples(["9.0a"]) if t[1] == "sm90"]
+    assert hopper, "csrc/instantiations.txt has no sm90 line"
+    gen = [p for p in generate_kernels.generate(tmp_path / "gen", ["9.0a"]) if "_sm90_" in p.name]
+    assert len(gen) == len(hopper)
+    unit = tmp_path / "hopper_tuples.cu"  # one translation unit: the headers are parsed once
+    unit.write_text("".join(f'#include "{p}"\n' for p in gen))
+    flags = [ln.strip() for ln in (ROOT / "csrc" / "nvcc_flags.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    res = subprocess.run([str(nvcc), "-std=c++17", "-O3", *flags, "-gencode", "arch=compute_90a,code=sm_90a",
+                          f"-I{ROOT / 'include'}", f"-I{cutlass}", "-c", str(unit), "-o", str(tmp_path / "h.o")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
