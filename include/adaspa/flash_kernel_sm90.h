@@ -58,8 +58,8 @@ struct FlashSparseTraits {
   static constexpr int kProducerThreads = kPingPong ? 128 : 32;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
-  // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64
-  // measured 0.89x of two on an H200, together with the overlap below).
+  // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64,
+  // tried together with an overlapped loop, measured 0.89x of two on an H200; NOTES.md).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
   // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
   static constexpr int kStages = 2;
