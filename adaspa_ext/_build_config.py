@@ -10,7 +10,7 @@ stale description behind.
   WITH_CUDA      whether CUDA kernels are compiled in
   CUDA_VERSION   CUDA of that torch, None for a CPU-only build
   CUDA_ARCHS     TORCH_CUDA_ARCH_LIST entries compiled, e.g. ['8.0', '9.0a']
-  CUDA_KERNELS   (family, dtype, head_dim, block_size) tuples compiled for the CUDA kernels
+  CUDA_KERNELS   [kernel, kernel path, dtype, head_dim, block_size] rows compiled for the CUDA kernels
 """
 from __future__ import annotations
 

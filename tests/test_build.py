@@ -253,7 +253,7 @@ def test_wheel_installs_into_fresh_venv(tmp_path):
                MAX_JOBS=str(os.cpu_count() or 2), PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
     if _build_config.WITH_CUDA:  # the same archs and (possibly narrowed) kernel tuples
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(_build_config.CUDA_ARCHS)
-        for i, var in enumerate(("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"), 1):
+        for i, var in enumerate(("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES"), 2):
             env[var] = ",".join(sorted({str(t[i]) for t in _build_config.CUDA_KERNELS}))
     tree_before = _source_tree_state()
     wheels = tmp_path / "wheels"
