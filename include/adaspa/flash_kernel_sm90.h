@@ -31,6 +31,8 @@
 
 #include "adaspa/block_list.h"
 #include "adaspa/params.h"
+#include "adaspa/softmax.h"
+#include "adaspa/utils.h"
 
 namespace adaspa::sm90 {
 
@@ -295,15 +297,14 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         float mx = row_max[r];
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        correction[r] = exp2f((row_max[r] - mx) * scale_log2);
+        mx = quad_max(mx);
+        correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
         row_max[r] = mx;
         const float offset = mx * scale_log2;
         float sum = 0.f;
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c) {
-          S(r, c) = exp2f(S(r, c) * scale_log2 - offset);
+          S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
           sum += S(r, c);
         }
         row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
@@ -407,11 +408,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      float l = row_sum[r];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const bool any = n > 0 && l > 0.f;
-      const float inv = any ? 1.f / l : 0.f;
+      const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
       const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
       if (grow < p.nq) {
         Element* orow = out + int64_t(grow) * p.o_row_stride;
@@ -419,11 +416,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         for (int c = 0; c < size<1>(O); c += 2) {
           const int col = get<1>(Oc(r, c));
           cutlass::Array<Element, 2> pair;
-          pair[0] = Element(O(r, c) * inv);
-          pair[1] = Element(O(r, c + 1) * inv);
+          pair[0] = Element(O(r, c) * res.inv);
+          pair[1] = Element(O(r, c + 1) * res.inv);
           *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
         }
-        if (lane % 4 == 0) lse[grow] = any ? row_max[r] * p.scale + logf(l) : -INFINITY;
+        if (lane % 4 == 0) lse[grow] = res.lse;
       }
     }
   }
@@ -450,7 +447,7 @@ cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
-  prm.scale_log2 = p.scale * 1.4426950408889634f;
+  prm.scale_log2 = p.scale * kLog2e;
   auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
     // Strides of length-one dimensions (never used) made ones TMA accepts.
     if (rows <= 1) row_stride = kHeadDim;
