@@ -1,6 +1,7 @@
-// Hopper (sm_90a) block-sparse flash forward: TMA loads of Q, K and V tiles, wgmma for Q K^T
-// (both operands in shared memory) and P V (P from registers), a producer warp that walks the
-// block list one step ahead of the consumer warpgroups.
+// Hopper (sm_90a) flash forward, block-sparse (sparse_attn) or dense (attn_search's first pass):
+// TMA loads of Q, K and V tiles, wgmma for Q K^T (both operands in shared memory) and P V (P from
+// registers), a producer warp that walks the block list one step ahead of the consumer warpgroups.
+// The dense pass walks every key tile with the block-128 arrangement below.
 //
 // Shape of a CTA: one query block (kBlockSize rows) and its own key-block list.
 //   block 128: two consumer warpgroups of 64 query rows share one K / V stream, so every K / V
@@ -38,11 +39,13 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_>
+// kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
+  static constexpr bool kDense = kDense_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
@@ -177,9 +180,15 @@ struct ListCursor {
   }
 };
 
+// Every key tile in order, the cursor of the dense pass (same interface as ListCursor).
+struct DenseCursor {
+  int ntiles, n = 0;
+  __device__ __forceinline__ int next(const AttnParams&, int) { return n < ntiles ? n++ : -1; }
+};
+
 template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
-    flash_sparse_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+    flash_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Element = typename T::Element;
   using SharedStorage = typename T::SharedStorage;
@@ -210,7 +219,17 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
-  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
+  // Key tiles of kBlockN rows; the last one may be partial. (For the sparse kernel kBlockN is the
+  // block size, so this is p.mk.)
+  const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
+  using Cursor = std::conditional_t<T::kDense, DenseCursor, ListCursor>;
+  auto make_cursor = [&]() {
+    if constexpr (T::kDense) {
+      return DenseCursor{ntiles};
+    } else {
+      return ListCursor{p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax};
+    }
+  };
 
   if (warp >= T::kConsumerThreads / 32) {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
@@ -249,7 +268,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
       ++n;
     };
-    ListCursor list{row};
+    Cursor list = make_cursor();
     for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane))
       if (lane == 0) issue(blk);
   } else {
@@ -279,12 +298,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     clear(tOrO);
     const float scale_log2 = prm.scale_log2;
     // Columns of the last key block past Nk are masked; every other block is whole.
-    const int last_cols = p.nk - (p.mk - 1) * kBlockN;
+    const int last_cols = p.nk - (ntiles - 1) * kBlockN;
 
     // Online softmax of the S tile of block blk, on exp2: row_max is the running maximum of the raw
     // logits, correction the factor O and row_sum take for the new maximum.
     auto softmax = [&](int blk) {
-      if (blk == p.mk - 1 && last_cols < kBlockN) {
+      if (blk == ntiles - 1 && last_cols < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c)
           if (get<1>(Sc(0, c)) >= last_cols) {
@@ -330,7 +349,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
     // Every consumer warp walks the list itself (the producer does too), so no block index passes
     // through shared memory.
-    ListCursor list{row};
+    Cursor list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
@@ -441,33 +460,45 @@ inline bool tma_compatible(const AttnParams& p, int element_bytes) {
          ok(p.v_batch_stride, p.batch) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
 }
 
-template <typename Element, int kHeadDim, int kBlockSize>
-cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kBlockSize>;
+// TMA descriptor of a (rows, head dim, heads, batch) global tensor for a (kRows x kHeadDim) box.
+template <typename Element, int kHeadDim, int kRows, typename SmemLayout>
+auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_stride, int64_t head_stride,
+                   int64_t batch_stride, SmemLayout smem_layout) {
+  // Strides of length-one dimensions (never used) made ones TMA accepts.
+  if (rows <= 1) row_stride = kHeadDim;
+  if (p.heads <= 1) head_stride = row_stride * rows;
+  if (p.batch <= 1) batch_stride = head_stride * p.heads;
+  Tensor g = make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
+                         make_stride(row_stride, _1{}, head_stride, batch_stride));
+  return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
+}
+
+// kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
+// pass's result does not depend on it).
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false>
+cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
   prm.scale_log2 = p.scale * kLog2e;
-  auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
-    // Strides of length-one dimensions (never used) made ones TMA accepts.
-    if (rows <= 1) row_stride = kHeadDim;
-    if (p.heads <= 1) head_stride = row_stride * rows;
-    if (p.batch <= 1) batch_stride = head_stride * p.heads;
-    return make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
-                       make_stride(row_stride, _1{}, head_stride, batch_stride));
-  };
-  prm.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride),
-                            typename T::SmemLayoutQ{}, Shape<Int<T::kBlockM>, Int<kHeadDim>>{}, _1{});
-  prm.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride),
-                            typename T::SmemLayoutKV{}(_, _, _0{}), Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
-  prm.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride),
-                            typename T::SmemLayoutKV{}(_, _, _0{}), Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
-  auto kernel = &flash_sparse_sm90_kernel<T>;
+  prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride,
+                                                          p.q_batch_stride, typename T::SmemLayoutQ{});
+  prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride,
+                                                          p.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
+                                                          p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  auto kernel = &flash_sm90_kernel<T>;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
   const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
   kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
+}
+
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
+  return run_flash<Element, kHeadDim, kBlockSize, false>(p, stream);
 }
 
 }  // namespace adaspa::sm90

@@ -7,13 +7,18 @@
 #include "adaspa/flash_kernel_sm90.h"
 #include "adaspa/launch.h"
 #include "adaspa/params.h"
+#include "adaspa/score_kernel_sm90.h"
 
 namespace adaspa {
 
 template <Kernel kKernel, DType kDType, int kHeadDim, int kBlockSize>
 cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
-  static_assert(kKernel == Kernel::kFlashSparse, "the hopper path has the sparse flash kernel only so far");
-  return sm90::run_flash_sparse<ElementOf<kDType>, kHeadDim, kBlockSize>(params, stream);
+  using Element = ElementOf<kDType>;
+  if constexpr (kKernel == Kernel::kScore) {
+    return sm90::run_score<Element, kHeadDim, kBlockSize>(params, stream);
+  } else {
+    return sm90::run_flash<Element, kHeadDim, kBlockSize, kKernel == Kernel::kFlashDense>(params, stream);
+  }
 }
 
 }  // namespace adaspa

@@ -1,0 +1,303 @@
+// Hopper (sm_90a) score kernel (block_scores, and attn_search's second pass): S = Q K^T tile by
+// tile with wgmma, reduced to one number per (query block, key block) with a given lse: the sum
+// of exp(scale * s - lse). No V, no P V: the pass is bounded by the Q K^T wgmma and by the
+// exponentials (one per score; at 128 x 128 tiles both cost about the same SM time), so the
+// exponentials of one tile run while the tensor cores compute the next tile's Q K^T.
+//
+// Shape of a CTA (whatever the block size): 128 query rows as two consumer warpgroups of 64 rows,
+// 128-key tiles of K from a TMA ring filled by a producer warp. A block-64 CTA covers two query
+// blocks (one per warpgroup) and each key tile two key blocks; a block-128 CTA one of each.
+// Every consumer warp sums its share of a tile into shared memory and a writer warp adds the
+// shares in a fixed order (deterministic scores) and stores them; mbarriers hand the slots over,
+// so the consumers never wait for each other.
+//
+// The kernel body exists only when compiling for sm_90a (see flash_kernel_sm90.h).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cutlass/cutlass.h>
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "adaspa/flash_kernel_sm90.h"
+#include "adaspa/params.h"
+#include "adaspa/softmax.h"
+#include "adaspa/utils.h"
+
+namespace adaspa::sm90 {
+
+using namespace cute;
+
+template <typename Element_, int kHeadDim_, int kBlockSize_>
+struct ScoreTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockSize = kBlockSize_;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
+  static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
+
+  static constexpr int kBlockM = 128, kBlockN = 128;
+  static constexpr int kConsumerWGs = 2, kConsumerWarps = 4 * kConsumerWGs;
+  static constexpr int kConsumerThreads = 128 * kConsumerWGs;
+  // Each consumer holds two S tiles (the one being exponentiated and the one in the tensor cores),
+  // 128 registers, more than a 12-warp CTA's 168 allow with the rest; the producer warpgroup
+  // (a TMA warp and the writer warp working) hands registers over, as in the flash kernel.
+  static constexpr int kProducerThreads = 128;
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
+  // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
+  static constexpr int kStages = 4, kSlots = 4;
+  // Key blocks per key tile, and per consumer thread's partial sums.
+  static constexpr int kHalves = kBlockN / kBlockSize;
+
+  using TiledMmaQK = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
+      Layout<Shape<Int<kConsumerWGs>, _1, _1>>{}));
+  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kKBytes = kBlockN * kHeadDim * sizeof(Element);
+
+  using GmemTensor = typename FlashSparseTraits<Element, kHeadDim, 128>::GmemTensor;
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutQ{},
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutK{}(_, _, _0{}),
+                                      Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+
+  struct Params {
+    AttnParams p;
+    TmaQ tma_q;
+    TmaK tma_k;
+    float scale_log2;
+  };
+
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
+    float part[kSlots][kConsumerWGs][4][kHalves];  // [slot][warpgroup][warp][key block of the tile]
+    uint64_t bar_q;
+    uint64_t full_k[kStages], empty_k[kStages], part_full[kSlots], part_empty[kSlots];
+  };
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using SharedStorage = typename T::SharedStorage;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim;
+  constexpr int kStages = T::kStages, kSlots = T::kSlots, kHalves = T::kHalves;
+  using cutlass::arch::ClusterBarrier;
+  using cutlass::arch::ClusterTransactionBarrier;
+
+  extern __shared__ char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const AttnParams& p = prm.p;
+  const int m_tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t(b) * p.heads + h;
+  const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+  const int lane = threadIdx.x % 32;
+  const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
+
+  if (threadIdx.x == 0) {
+    ClusterTransactionBarrier::init(&ss.bar_q, 1);
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerWarps);
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kSlots; ++s) {
+      ClusterBarrier::init(&ss.part_full[s], T::kConsumerWarps);
+      ClusterBarrier::init(&ss.part_empty[s], 1);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutK{});
+
+  if (warp >= T::kConsumerWarps) {
+    cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if (warp == T::kConsumerWarps) {
+      // Producer warp: Q once, then every key tile through the ring.
+      if (lane == 0) {
+        prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
+        prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
+        Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+        Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_tile, _0{}));
+        auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
+        copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
+        Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+        Tensor gK = local_tile(mK(_, _, h, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+        auto [tKgK, tKsK] = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+        for (int t = 0; t < ntiles; ++t) {
+          const int s = t % kStages;
+          if (t >= kStages) ClusterBarrier::wait(&ss.empty_k[s], ((t / kStages) - 1) & 1);
+          ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKBytes);
+          copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, t), tKsK(_, s));
+        }
+      }
+    } else if (warp == T::kConsumerWarps + 1) {
+      // Writer warp: the consumer warps' partial sums of a tile, added in a fixed order, stored.
+      float* scores = p.scores + bh * p.mq * p.mk;
+      for (int t = 0; t < ntiles; ++t) {
+        const int slot = t % kSlots;
+        ClusterBarrier::wait(&ss.part_full[slot], (t / kSlots) & 1);
+        if (lane < T::kConsumerWGs * kHalves) {
+          // block 64: lane = (warpgroup, key block of the tile); block 128: lane 0 adds both warpgroups.
+          const int wg = kHalves == 2 ? lane / 2 : 0, half = kHalves == 2 ? lane % 2 : 0;
+          float sum = 0.f;
+          CUTLASS_PRAGMA_UNROLL
+          for (int g = 0; g < (kHalves == 2 ? 1 : T::kConsumerWGs); ++g) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int w = 0; w < 4; ++w) sum += ss.part[slot][wg + g][w][half];
+          }
+          const int qb = kHalves == 2 ? 2 * m_tile + wg : m_tile;
+          const int kb = kHalves * t + half;
+          if ((kHalves == 2 || lane == 0) && qb < p.mq && kb < p.mk) scores[int64_t(qb) * p.mk + kb] = sum;
+        }
+        __syncwarp();
+        if (lane == 0) ClusterBarrier::arrive(&ss.part_empty[slot]);
+      }
+    }
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
+    const int tid = threadIdx.x;
+    const int wg = tid / 128, wg_warp = warp % 4;
+    typename T::TiledMmaQK mma;
+    auto thr = mma.get_thread_slice(tid);
+    Tensor tSrQ = thr.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K) descriptors
+    Tensor tSrK = thr.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage)
+    Tensor tSrS0 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tSrS1 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tScS = thr.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kRows = decltype(size<0>(Sc))::value;  // 2
+    constexpr int kCols = decltype(size<1>(Sc))::value;  // 64: pairs of columns every 8
+    static_assert(kRows == 2 && kCols % kHalves == 0);
+
+    // Log2-domain lse of this thread's rows; rows past Nq (zero-filled Q) get +inf and add 0.
+    float lse_log2[kRows];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const int grow = m_tile * kBlockM + get<0>(Sc(r, 0));
+      lse_log2[r] = grow < p.nq ? p.lse[bh * p.nq + grow] * kLog2e : INFINITY;
+    }
+    const float scale_log2 = prm.scale_log2;
+    const int last_cols = p.nk - (ntiles - 1) * kBlockN;  // valid columns of the last tile
+
+    // Tile t's S (in tSrS): exponentials summed per key block of the tile, per warp, handed to the
+    // writer; masked: the last tile, with columns past Nk. Column c of the (row, col) view is column 8 (c / 2) + 2 (lane % 4) + c % 2 of the tile,
+    // so the first kCols / 2 are the tile's first 64 columns. Several running sums per thread keep
+    // the additions from forming one long dependent chain.
+    auto reduce_tile = [&](auto& tSrS, int t, auto masked) {
+      Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+      float acc[kHalves][4];
+      CUTLASS_PRAGMA_UNROLL
+      for (int hf = 0; hf < kHalves; ++hf)
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < 4; ++j) acc[hf][j] = 0.f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
+          float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
+          if constexpr (decltype(masked)::value) {
+            if (get<1>(Sc(r, c)) < last_cols) a += e;
+          } else {
+            a += e;
+          }
+        }
+      }
+      float sums[kHalves];
+      CUTLASS_PRAGMA_UNROLL
+      for (int hf = 0; hf < kHalves; ++hf) sums[hf] = warp_sum((acc[hf][0] + acc[hf][1]) + (acc[hf][2] + acc[hf][3]));
+      const int slot = t % kSlots;
+      if (t >= kSlots) ClusterBarrier::wait(&ss.part_empty[slot], ((t / kSlots) - 1) & 1);
+      if (lane == 0) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int hf = 0; hf < kHalves; ++hf) ss.part[slot][wg][wg_warp][hf] = sums[hf];
+        ClusterBarrier::arrive(&ss.part_full[slot]);
+      }
+    };
+    auto issue = [&](auto& tSrS, int t) {
+      ClusterTransactionBarrier::wait(&ss.full_k[t % kStages], (t / kStages) & 1);
+      wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
+    };
+    // Tile t's Q K^T is complete in tSrS: free its K stage, reduce it.
+    auto finish = [&](auto& tSrS, int t, auto masked) {
+      warpgroup_fence_operand(tSrS);
+      __syncwarp();
+      if (lane == 0) ClusterBarrier::arrive(&ss.empty_k[t % kStages]);
+      reduce_tile(tSrS, t, masked);
+    };
+
+    if (ntiles == 0) return;
+    ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
+    // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
+    // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
+    // Invariant at the loop head: tile t is in flight in S0.
+    issue(tSrS0, 0);
+    int t = 0;
+    for (; t + 2 < ntiles; t += 2) {
+      issue(tSrS1, t + 1);
+      warpgroup_wait<1>();
+      finish(tSrS0, t, std::false_type{});
+      issue(tSrS0, t + 2);
+      warpgroup_wait<1>();
+      finish(tSrS1, t + 1, std::false_type{});
+    }
+    const bool partial_last = last_cols < kBlockN;
+    if (t + 1 < ntiles) {
+      issue(tSrS1, t + 1);
+      warpgroup_wait<1>();
+      finish(tSrS0, t, std::false_type{});
+      warpgroup_wait<0>();
+      if (partial_last) {
+        finish(tSrS1, t + 1, std::true_type{});
+      } else {
+        finish(tSrS1, t + 1, std::false_type{});
+      }
+    } else {
+      warpgroup_wait<0>();
+      if (partial_last) {
+        finish(tSrS0, t, std::true_type{});
+      } else {
+        finish(tSrS0, t, std::false_type{});
+      }
+    }
+  }
+#endif
+}
+
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  typename T::Params prm;
+  prm.p = p;
+  prm.scale_log2 = p.scale * kLog2e;
+  prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride,
+                                                          p.q_batch_stride, typename T::SmemLayoutQ{});
+  prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride,
+                                                          p.k_batch_stride, typename T::SmemLayoutK{}(_, _, _0{}));
+  auto kernel = &score_sm90_kernel<T>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
+  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  return cudaGetLastError();
+}
+
+}  // namespace adaspa::sm90
