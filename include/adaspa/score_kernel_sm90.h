@@ -23,6 +23,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "adaspa/flash_kernel_sm90.h"
 #include "adaspa/params.h"
@@ -33,8 +34,11 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_>
+// kPoly: of every 8 columns, how many take their exponential on the FMA pipe (exp2_poly) instead
+// of MUFU.
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kPoly_ = 0>
 struct ScoreTraits {
+  static constexpr int kPoly = kPoly_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -210,7 +214,8 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
+          const float x = S(r, c) * scale_log2 - lse_log2[r];
+          const float e = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -281,9 +286,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize>
-cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
+template <typename Element, int kHeadDim, int kBlockSize, int kPoly>
+cudaError_t run_score_variant(const AttnParams& p, cudaStream_t stream) {
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kPoly>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -298,6 +303,16 @@ cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
   kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
+}
+
+// TEMPORARY (measurement only): ADASPA_DEV_SCORE_POLY=0|2|3 picks kPoly.
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
+  const char* v = std::getenv("ADASPA_DEV_SCORE_POLY");
+  const int poly = v ? std::atoi(v) : 0;
+  if (poly == 2) return run_score_variant<Element, kHeadDim, kBlockSize, 2>(p, stream);
+  if (poly == 3) return run_score_variant<Element, kHeadDim, kBlockSize, 3>(p, stream);
+  return run_score_variant<Element, kHeadDim, kBlockSize, 0>(p, stream);
 }
 
 }  // namespace adaspa::sm90
