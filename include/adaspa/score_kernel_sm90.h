@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "adaspa/flash_kernel_sm90.h"
 #include "adaspa/params.h"
@@ -34,12 +35,11 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-// kPoly: of every 8 columns, how many take their exponential on the FMA pipe (exp2_poly) instead
-// of MUFU.
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kPoly_ = 0>
+// kQRegs: Q K^T with Q in registers (wgmma RS) instead of both operands in shared memory (SS).
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kQRegs_ = true>
 struct ScoreTraits {
-  static constexpr int kPoly = kPoly_;
   using Element = Element_;
+  static constexpr bool kQRegs = kQRegs_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
@@ -59,8 +59,10 @@ struct ScoreTraits {
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
 
+  using MmaShape = Shape<_64, Int<kBlockN>, Int<kHeadDim>>;
   using TiledMmaQK = decltype(make_tiled_mma(
-      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
+      std::conditional_t<kQRegs, decltype(GMMA::rs_op_selector<Element, Element, float, MmaShape>()),
+                         decltype(GMMA::ss_op_selector<Element, Element, float, MmaShape>())>{},
       Layout<Shape<Int<kConsumerWGs>, _1, _1>>{}));
   using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
@@ -179,7 +181,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     const int wg = tid / 128, wg_warp = warp % 4;
     typename T::TiledMmaQK mma;
     auto thr = mma.get_thread_slice(tid);
-    Tensor tSrQ = thr.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K) descriptors
+    Tensor tSrQ = thr.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K): registers (RS) or descriptors (SS)
     Tensor tSrK = thr.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage)
     Tensor tSrS0 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor tSrS1 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -214,8 +216,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float x = S(r, c) * scale_log2 - lse_log2[r];
-          const float e = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
+          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -249,6 +250,11 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 
     if (ntiles == 0) return;
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kQRegs) {
+      auto copy_q = make_tiled_copy_A(Copy_Atom<SM75_U32x4_LDSM_N, typename T::Element>{}, mma);
+      auto thr_copy_q = copy_q.get_thread_slice(tid);
+      copy(copy_q, thr_copy_q.partition_S(sQ), thr_copy_q.retile_D(tSrQ));
+    }
     // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
@@ -286,9 +292,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kPoly>
+template <typename Element, int kHeadDim, int kBlockSize, bool kQRegs>
 cudaError_t run_score_variant(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kPoly>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kQRegs>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -305,14 +311,12 @@ cudaError_t run_score_variant(const AttnParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// TEMPORARY (measurement only): ADASPA_DEV_SCORE_POLY=0|2|3 picks kPoly.
+// TEMPORARY (measurement only): ADASPA_DEV_QREGS=0 picks the SS variant.
 template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  const char* v = std::getenv("ADASPA_DEV_SCORE_POLY");
-  const int poly = v ? std::atoi(v) : 0;
-  if (poly == 2) return run_score_variant<Element, kHeadDim, kBlockSize, 2>(p, stream);
-  if (poly == 3) return run_score_variant<Element, kHeadDim, kBlockSize, 3>(p, stream);
-  return run_score_variant<Element, kHeadDim, kBlockSize, 0>(p, stream);
+  const char* v = std::getenv("ADASPA_DEV_QREGS");
+  if (v && v[0] == '0') return run_score_variant<Element, kHeadDim, kBlockSize, false>(p, stream);
+  return run_score_variant<Element, kHeadDim, kBlockSize, true>(p, stream);
 }
 
 }  // namespace adaspa::sm90
