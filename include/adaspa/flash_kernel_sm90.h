@@ -28,7 +28,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "adaspa/block_list.h"
@@ -41,14 +40,12 @@ namespace adaspa::sm90 {
 using namespace cute;
 
 // kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
-// kQRegs: Q K^T with Q in registers (wgmma RS) instead of both operands in shared memory (SS).
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kQRegs_ = true>
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static constexpr bool kDense = kDense_;
-  static constexpr bool kQRegs = kQRegs_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
@@ -73,11 +70,8 @@ struct FlashSparseTraits {
   static constexpr int kStages = 2;
 
   using AtomLayout = Layout<Shape<Int<kConsumerWGs>, _1, _1>>;
-  using MmaShapeQK = Shape<_64, Int<kBlockN>, Int<kHeadDim>>;
   using TiledMmaQK = decltype(make_tiled_mma(
-      std::conditional_t<kQRegs, decltype(GMMA::rs_op_selector<Element, Element, float, MmaShapeQK>()),
-                         decltype(GMMA::ss_op_selector<Element, Element, float, MmaShapeQK>())>{},
-      AtomLayout{}));
+      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(), AtomLayout{}));
   using TiledMmaPV = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
                            GMMA::Major::MN>(),
@@ -286,7 +280,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     auto thr_qk = mma_qk.get_thread_slice(tid);
     auto thr_pv = mma_pv.get_thread_slice(tid);
     Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
-    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K): registers (RS) or descriptors (SS)
+    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K) descriptors
     Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, MMA_N, MMA_K, stage)
     Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, MMA_N, MMA_K, stage)
     Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -357,11 +351,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // through shared memory.
     Cursor list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
-    if constexpr (T::kQRegs) {
-      auto copy_q = make_tiled_copy_A(Copy_Atom<SM75_U32x4_LDSM_N, Element>{}, mma_qk);
-      auto thr_copy_q = copy_q.get_thread_slice(tid);
-      copy(copy_q, thr_copy_q.partition_S(sQ), thr_copy_q.retile_D(tSrQ));
-    }
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
       // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
@@ -486,9 +475,9 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense, bool kQRegs>
-cudaError_t run_flash_variant(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kQRegs>;
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false>
+cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -505,14 +494,6 @@ cudaError_t run_flash_variant(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
   kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
-}
-
-// TEMPORARY (measurement only): ADASPA_DEV_QREGS=0 picks the SS variant.
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false>
-cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  const char* v = std::getenv("ADASPA_DEV_QREGS");
-  if (v && v[0] == '0') return run_flash_variant<Element, kHeadDim, kBlockSize, kDense, false>(p, stream);
-  return run_flash_variant<Element, kHeadDim, kBlockSize, kDense, true>(p, stream);
 }
 
 template <typename Element, int kHeadDim, int kBlockSize>

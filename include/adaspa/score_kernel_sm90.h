@@ -23,8 +23,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <type_traits>
 
 #include "adaspa/flash_kernel_sm90.h"
 #include "adaspa/params.h"
@@ -35,11 +33,9 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-// kQRegs: Q K^T with Q in registers (wgmma RS) instead of both operands in shared memory (SS).
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kQRegs_ = true>
+template <typename Element_, int kHeadDim_, int kBlockSize_>
 struct ScoreTraits {
   using Element = Element_;
-  static constexpr bool kQRegs = kQRegs_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
@@ -59,10 +55,8 @@ struct ScoreTraits {
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
 
-  using MmaShape = Shape<_64, Int<kBlockN>, Int<kHeadDim>>;
   using TiledMmaQK = decltype(make_tiled_mma(
-      std::conditional_t<kQRegs, decltype(GMMA::rs_op_selector<Element, Element, float, MmaShape>()),
-                         decltype(GMMA::ss_op_selector<Element, Element, float, MmaShape>())>{},
+      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
       Layout<Shape<Int<kConsumerWGs>, _1, _1>>{}));
   using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
@@ -181,7 +175,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     const int wg = tid / 128, wg_warp = warp % 4;
     typename T::TiledMmaQK mma;
     auto thr = mma.get_thread_slice(tid);
-    Tensor tSrQ = thr.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K): registers (RS) or descriptors (SS)
+    Tensor tSrQ = thr.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K) descriptors
     Tensor tSrK = thr.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage)
     Tensor tSrS0 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor tSrS1 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -250,11 +244,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 
     if (ntiles == 0) return;
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
-    if constexpr (T::kQRegs) {
-      auto copy_q = make_tiled_copy_A(Copy_Atom<SM75_U32x4_LDSM_N, typename T::Element>{}, mma);
-      auto thr_copy_q = copy_q.get_thread_slice(tid);
-      copy(copy_q, thr_copy_q.partition_S(sQ), thr_copy_q.retile_D(tSrQ));
-    }
     // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
@@ -292,9 +281,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, bool kQRegs>
-cudaError_t run_score_variant(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kQRegs>;
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -309,14 +298,6 @@ cudaError_t run_score_variant(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
   kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
-}
-
-// TEMPORARY (measurement only): ADASPA_DEV_QREGS=0 picks the SS variant.
-template <typename Element, int kHeadDim, int kBlockSize>
-cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  const char* v = std::getenv("ADASPA_DEV_QREGS");
-  if (v && v[0] == '0') return run_score_variant<Element, kHeadDim, kBlockSize, false>(p, stream);
-  return run_score_variant<Element, kHeadDim, kBlockSize, true>(p, stream);
 }
 
 }  // namespace adaspa::sm90
