@@ -230,19 +230,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         ClusterBarrier::arrive(&ss.part_full[slot]);
       }
     };
-    // The two warpgroups take turns issuing their Q K^T (named barrier 1 + w is warpgroup w's turn),
-    // so one's exponentials run while the other's matrix multiply is in the tensor cores; left to
-    // the warp schedulers the two ran in step and the exponentials did not overlap the wgmmas
-    // (tensor and MUFU time added up: 2.0e3 clocks per pair of 128 x 128 tiles at D 128, 1.5e3 at
-    // D 64). Warpgroup 1 hands warpgroup 0 the first turn and skips the hand-over after its last
-    // issue, so no arrival is left over.
-    auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
-    auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
     auto issue = [&](auto& tSrS, int t) {
       ClusterTransactionBarrier::wait(&ss.full_k[t % kStages], (t / kStages) & 1);
-      take_turn();
       wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
-      if (t + 1 < ntiles || wg == 0) pass_turn();
     };
     // Tile t's Q K^T is complete in tSrS: free its K stage, reduce it.
     auto finish = [&](auto& tSrS, int t, auto masked) {
@@ -254,7 +244,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 
     if (ntiles == 0) return;
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
-    if (wg == 1) pass_turn();
     // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
