@@ -6,7 +6,8 @@
 //        (LAB_SEARCH=1 also times attn_search and block_scores on the shape; LAB_GAUSS=1: ~N(0, 1)
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
-//        and at block 64 the sm_90a wide-key-tile variant (row "sm90w"); needs a 90a build)
+//        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
+//        out); needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -220,7 +221,7 @@ template <int D, int BS>
 void kernels(Launch (&k)[5]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
-  if constexpr (BS == 64) k[4] = launch_sm90_wide<D>;
+  if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
 }
 
 int main(int argc, char** argv) {
