@@ -5,8 +5,11 @@
 // Usage: kernel_lab <head_dim> <block_size> <n> <heads> <iters> <density>...
 //        (LAB_SEARCH=1 also times attn_search and block_scores on the shape; LAB_GAUSS=1: ~N(0, 1)
 //        data like bench_kernels.py instead of uniform [-1, 1))
-//        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one;
-//        needs a 90a build)
+//        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
+//        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
+//        out); needs a 90a build)
+//        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
+//        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
 #include <cuda_runtime_api.h>
 
@@ -19,6 +22,8 @@
 #include <vector>
 
 #include "adaspa/launch_sm80.h"
+#include "adaspa/block_list.h"
+#include "adaspa/flash_kernel_sm90_wide.h"
 #include "adaspa/launch_sm90.h"
 
 using namespace adaspa;
@@ -104,6 +109,10 @@ cudaError_t launch_search(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
+// Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
+template <int D>
+cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
+
 using Launch = cudaError_t (*)(const AttnParams&);
 
 float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEvent_t b) {
@@ -120,20 +129,21 @@ float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEven
   return ms[iters / 2];
 }
 
-// Element i of row r, head h of a host copy of q, k, v or out ([H, N, D], N = p.nq = p.nk).
-double host_at(const AttnParams& p, int D, const std::vector<Elem>& x, int h, int r, int i) {
-  return double(float(x[(int64_t(h) * p.nq + r) * D + i]));
+// Element i of row r, head h of a host copy of q or out ([H, nq, D]) or of k or v ([H, nk, D]).
+double host_at(int n, int D, const std::vector<Elem>& x, int h, int r, int i) {
+  return double(float(x[(int64_t(h) * n + r) * D + i]));
 }
 
 // scale * q[h, r] . k[h, c] in double precision.
 double host_logit(const AttnParams& p, int D, const std::vector<Elem>& hq, const std::vector<Elem>& hk, int h, int r,
                   int c) {
   double d = 0;
-  for (int i = 0; i < D; ++i) d += host_at(p, D, hq, h, r, i) * host_at(p, D, hk, h, c, i);
+  for (int i = 0; i < D; ++i) d += host_at(p.nq, D, hq, h, r, i) * host_at(p.nk, D, hk, h, c, i);
   return d * p.scale;
 }
 
-// Max |out - reference| over 16 random rows (double precision on the host, the same idx rows).
+// Max |out - reference| over random rows (64 below 8K tokens, else 16; double precision on the
+// host, the same idx rows walked under the block_list.h rule; a row visiting nothing must be 0).
 // hq, hk, hv: host copies of p.q, p.k, p.v.
 double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>& hidx, std::mt19937& rng,
                   const std::vector<Elem>& hq, const std::vector<Elem>& hk, const std::vector<Elem>& hv) {
@@ -141,12 +151,14 @@ double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>
   CHECK(cudaMemcpy(ho.data(), p.out, ho.size() * sizeof(Elem), cudaMemcpyDeviceToHost));
   const int N = p.nq, M = p.mq, H = p.heads, keep = p.kmax;
   double max_err = 0.0;
-  for (int t = 0; t < 16; ++t) {
+  for (int t = 0; t < (N < 8192 ? 64 : 16); ++t) {
     const int h = rng() % H, r = rng() % N, qb = r / BS;
     std::vector<int> cols;
-    for (int j = 0; j < keep; ++j) {
+    for (int j = 0, last = -1; j < keep; ++j) {
       const int blk = hidx[(int64_t(h) * M + qb) * keep + j];
-      for (int c = blk * BS; c < std::min(N, (blk + 1) * BS); ++c) cols.push_back(c);
+      if (!block_accepted(blk, last, p.mk)) continue;
+      last = blk;
+      for (int c = blk * BS; c < std::min(p.nk, (blk + 1) * BS); ++c) cols.push_back(c);
     }
     std::vector<double> s, acc(D, 0.0);
     double mx = -1e300, sum = 0.0;
@@ -157,9 +169,10 @@ double check_rows(const AttnParams& p, int D, int BS, const std::vector<int32_t>
     for (size_t j = 0; j < cols.size(); ++j) {
       const double e = std::exp(s[j] - mx);
       sum += e;
-      for (int i = 0; i < D; ++i) acc[i] += e * host_at(p, D, hv, h, cols[j], i);
+      for (int i = 0; i < D; ++i) acc[i] += e * host_at(p.nk, D, hv, h, cols[j], i);
     }
-    for (int i = 0; i < D; ++i) max_err = std::max(max_err, std::abs(acc[i] / sum - host_at(p, D, ho, h, r, i)));
+    for (int i = 0; i < D; ++i)
+      max_err = std::max(max_err, std::abs((cols.empty() ? 0.0 : acc[i] / sum) - host_at(p.nq, D, ho, h, r, i)));
   }
   return max_err;
 }
@@ -189,10 +202,26 @@ double check_scores(const AttnParams& p, int D, int BS, std::mt19937& rng, const
   return worst;  // <= 1: within the test tolerance
 }
 
+// Resident CTAs per SM of the sm90 sparse kernel and (block 64) the wide variant, from the
+// occupancy API after a launch has set their shared memory limits.
 template <int D, int BS>
-void kernels(Launch (&k)[4]) {
+void print_occupancy() {
+  using T = sm90::FlashSparseTraits<Elem, D, BS>;
+  int n = 0, nw = 0;
+  CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sm90::flash_sparse_sm90_kernel<T>, T::kNThreads, T::kSmemBytes));
+  if constexpr (BS == 64) {
+    using W = sm90::FlashWideTraits<Elem, D>;
+    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nw, sm90::flash_wide_sm90_kernel<W>, W::kNThreads, W::kSmemBytes));
+  }
+  std::printf("CTAs per SM: sm90 %d (%d B smem)%s", n, T::kSmemBytes, BS == 64 ? "" : "\n");
+  if constexpr (BS == 64) std::printf(", sm90w %d (%d B smem)\n", nw, sm90::FlashWideTraits<Elem, D>::kSmemBytes);
+}
+
+template <int D, int BS>
+void kernels(Launch (&k)[5]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
+  if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
 }
 
 int main(int argc, char** argv) {
@@ -200,57 +229,73 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[4] = {nullptr, nullptr, nullptr, nullptr};
+  Launch k[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
   if (D == 64 && BS == 128) kernels<64, 128>(k);
   if (!k[0]) { std::fprintf(stderr, "unsupported D/BS\n"); return 2; }
 
-  const int M = (N + BS - 1) / BS;
-  const int64_t elems = int64_t(H) * N * D;
+  // N query tokens, NK key tokens (LAB_NK, default N); M / MK blocks.
+  const int NK = std::getenv("LAB_NK") ? std::atoi(std::getenv("LAB_NK")) : N;
+  const bool messy = std::getenv("LAB_MESSY") != nullptr;
+  const int M = (N + BS - 1) / BS, MK = (NK + BS - 1) / BS;
+  const int64_t elems = int64_t(H) * N * D, kv_elems = int64_t(H) * NK * D;
   Elem *q, *k_, *v, *o;
   float *lse, *scores;
   int32_t* idx;
   CHECK(cudaMalloc(&q, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&k_, elems * sizeof(Elem)));
-  CHECK(cudaMalloc(&v, elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&k_, kv_elems * sizeof(Elem)));
+  CHECK(cudaMalloc(&v, kv_elems * sizeof(Elem)));
   CHECK(cudaMalloc(&o, elems * sizeof(Elem)));
   CHECK(cudaMalloc(&lse, int64_t(H) * N * sizeof(float)));
-  CHECK(cudaMalloc(&scores, int64_t(H) * M * M * sizeof(float)));
-  CHECK(cudaMalloc(&idx, int64_t(H) * M * M * sizeof(int32_t)));
+  CHECK(cudaMalloc(&scores, int64_t(H) * M * MK * sizeof(float)));
+  CHECK(cudaMalloc(&idx, int64_t(H) * M * MK * sizeof(int32_t)));
   const bool gauss = std::getenv("LAB_GAUSS") != nullptr;  // torch.randn-like data, as in bench_kernels.py
   fill<<<1024, 256>>>(q, elems, 1, gauss);
-  fill<<<1024, 256>>>(k_, elems, 2, gauss);
-  fill<<<1024, 256>>>(v, elems, 3, gauss);
-  std::vector<Elem> hq(elems), hk(elems), hv(elems);
+  fill<<<1024, 256>>>(k_, kv_elems, 2, gauss);
+  fill<<<1024, 256>>>(v, kv_elems, 3, gauss);
+  std::vector<Elem> hq(elems), hk(kv_elems), hv(kv_elems);
   CHECK(cudaMemcpy(hq.data(), q, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hk.data(), k_, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(hv.data(), v, elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hk.data(), k_, kv_elems * sizeof(Elem), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hv.data(), v, kv_elems * sizeof(Elem), cudaMemcpyDeviceToHost));
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
 
   AttnParams p{};
   p.q = q; p.k = k_; p.v = v; p.out = o; p.lse = lse; p.idx = idx; p.scores = scores;
-  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = int64_t(H) * N * D;
-  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = int64_t(N) * D;
+  p.q_batch_stride = p.o_batch_stride = int64_t(H) * N * D;
+  p.k_batch_stride = p.v_batch_stride = int64_t(H) * NK * D;
+  p.q_head_stride = p.o_head_stride = int64_t(N) * D;
+  p.k_head_stride = p.v_head_stride = int64_t(NK) * D;
   p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = D;
-  p.batch = 1; p.heads = H; p.nq = N; p.nk = N; p.mq = M; p.mk = M;
+  p.batch = 1; p.heads = H; p.nq = N; p.nk = NK; p.mq = M; p.mk = MK;
   p.scale = 1.f / std::sqrt(float(D));
+  if (NK != N || messy) std::printf("Nq=%d Nk=%d%s\n", N, NK, messy ? ", messy idx rows" : "");
 
   int status = 0;
   std::mt19937 rng(0);
-  std::vector<int32_t> perm(M);
+  std::vector<int32_t> perm(MK);
   for (int arg = 6; arg < argc; ++arg) {
     const double density = std::atof(argv[arg]);
-    const int keep = std::max(1, int(std::lround(density * M)));
+    const int keep = std::max(1, int(std::lround(density * MK)));
     std::vector<int32_t> hidx(int64_t(H) * M * keep);
     for (int64_t r = 0; r < int64_t(H) * M; ++r) {  // keep distinct random blocks per row, ascending
-      for (int i = 0; i < M; ++i) perm[i] = i;
-      for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (M - i)]);
+      for (int i = 0; i < MK; ++i) perm[i] = i;
+      for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (MK - i)]);
       std::sort(perm.begin(), perm.begin() + keep);
       std::copy(perm.begin(), perm.begin() + keep, hidx.begin() + r * keep);
+      if (messy) {  // every 7th row empty (all -1); elsewhere some -1, duplicates, out-of-range entries
+        int32_t* e = hidx.data() + r * keep;
+        for (int j = 0; j < keep; ++j) {
+          const uint32_t x = r % 7 == 3 ? 0 : rng() % 16 + 1;
+          if (x <= 2) e[j] = -1;
+          else if (x == 3 && j > 0) e[j] = e[j - 1];
+          else if (x == 4) e[j] = MK + j;
+          else if (x == 5 && j > 0) e[j] = e[j - 1] - 1;  // below the last visited: skipped
+        }
+      }
     }
     CHECK(cudaMemcpy(idx, hidx.data(), hidx.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     p.kmax = keep;
@@ -258,7 +303,7 @@ int main(int argc, char** argv) {
     CHECK(cudaDeviceSynchronize());
     const double max_err = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
     const double ms = time_ms(k[0], p, iters, a, b);
-    const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N a multiple of BS here
+    const double flops = 4.0 * H * double(N) * double(keep) * BS * D;  // N, NK multiples of BS here
     std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sparse %.3f ms  %.1f TF/s  max_abs_err %.2e\n", D, BS, N, H,
                 density, keep, ms, flops / ms * 1e-9, max_err);
     if (!(max_err < 2e-2)) status = 1;
@@ -271,9 +316,24 @@ int main(int argc, char** argv) {
       std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90   %.3f ms  %.1f TF/s  max_abs_err %.2e  "
                   "(%.2fx portable)\n", D, BS, N, H, density, keep, ms90, flops / ms90 * 1e-9, err90, ms / ms90);
       if (!(err90 < 2e-2)) status = 1;
+      if (k[4]) {
+        CHECK(cudaMemset(o, 0xff, elems * sizeof(Elem)));
+        CHECK(k[4](p));
+        CHECK(cudaDeviceSynchronize());
+        if (arg == 6) {
+          if (D == 128) print_occupancy<128, 64>();
+          if (D == 64) print_occupancy<64, 64>();
+        }
+        const double errw = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
+        const double msw = time_ms(k[4], p, iters, a, b);
+        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90w  %.3f ms  %.1f TF/s  max_abs_err %.2e  "
+                    "(%.2fx portable, %.2fx sm90)\n", D, BS, N, H, density, keep, msw, flops / msw * 1e-9, errw,
+                    ms / msw, ms90 / msw);
+        if (!(errw < 2e-2)) status = 1;
+      }
     }
   }
-  if (std::getenv("LAB_SEARCH")) {  // the lse of the last sparse call stands in for a cached one
+  if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     const double t_search = time_ms(k[1], p, iters, a, b), t_score = time_ms(k[2], p, iters, a, b);
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     CHECK(k[1](p));

@@ -1,0 +1,361 @@
+// Hopper (sm_90a) block-sparse flash forward at block 64 with 128-wide key tiles: each key tile is
+// two consecutive entries of the query block's list, so a loop step is one m64n128 Q K^T, one
+// softmax over 128 columns and one K = 128 P V instead of two of each at 64. The listed blocks are
+// separate row ranges of K / V, so the producer issues one TMA box per 64-row half of the stage,
+// each at its own block's row coordinate; wgmma reads the stage as one 128-row tile (the halves
+// sit where rows 0-63 and 64-127 of a 128-row tile sit in the 128-byte-swizzled layout).
+//
+// Shape of a CTA: as the block-64 kernel of flash_kernel_sm90.h (one query block of 64 rows, one
+// consumer warpgroup, one producer warp; two CTAs per SM at D 128, three at D 64, interleaving
+// their phases without explicit ping-pong).
+//
+// Odd counts: the last tile's second half is a phantom block. The producer loads it from a row
+// coordinate past Nk, so TMA writes zeros (no L2 traffic; V must be finite there, since P = 0
+// times NaN would poison O), and the consumer masks its 64 columns to -inf. The alternative, a
+// 64-wide last step, needs a second pair of wgmma shapes (code size, registers) to save half of
+// one tile's MMA per row: at density 0.1 of 32K tokens (51 blocks) that is ~1 % of the MMA work.
+// Columns of the last real block past Nk are masked as in the 64-wide kernel; rows past Nq / Nk
+// are zero-filled by TMA.
+//
+// Shared memory (one stage = 128 rows of K and of V): D 128: Q 16 KB + one K and one V stage
+// (64 KB) = 80 KB, the bytes of the 64-wide kernel's two 64-row stages; two stages would be 144 KB
+// and one CTA per SM. D 64: Q 8 KB + two stages of K and V (64 KB) = 72 KB, three CTAs per SM
+// (the 64-wide kernel, 40 KB and 91 registers, runs four).
+//
+// Deadlock freedom (barriers and phases):
+// - The producer warp and each consumer warp walk the same idx row with the same ListCursor, so
+//   they see the same accepted blocks b_0, b_1, ... and cut them into the same tiles t_n =
+//   (b_2n, b_2n+1), the last one (b_2n, phantom) when the count is odd. Both sides stop after the
+//   tile whose second half is the phantom, or when the next first half is -1; an empty row gives
+//   zero tiles on both sides, a row of one entry gives the single tile (b_0, phantom).
+// - Tile n lives in stage s = n % kStages. The producer fills full_k[s] / full_v[s] once per tile,
+//   with expect_tx of the whole 128-row stage: two 64-row boxes (four at D 128, the halves are two
+//   128-byte-wide column chunks apart) whose bytes add up to it, the phantom box included (TMA
+//   counts the zero-filled bytes of an out-of-bounds box like loaded ones). The consumer warps
+//   wait full with parity (n / kStages) & 1 and arrive on empty_k[s] / empty_v[s] (4 arrivals, one
+//   per warp, the count they were initialised with) once per tile, unconditionally.
+// - Progress, by induction on n: fill n (producer) waits only for the releases of tile n - kStages,
+//   which the consumers give once they have had fills <= n - kStages; tile n (consumers) waits
+//   only for fill n. K and V have their own full / empty pairs and the producer issues K(n)
+//   before it waits for V(n - kStages)'s release, so neither side waits on the other's later step.
+// - Parity waits are unambiguous: the k-th fill of stage s (parity k & 1) needs the consumers'
+//   release of the (k - 1)-th, which they give only after their wait on fill k - 1 returned, so a
+//   full barrier is never two phases ahead of a waiting consumer; symmetrically the release k
+//   needs fill k, which the producer issues only after its wait on release k - 1 returned.
+// - The only CTA-wide barrier (__syncthreads after the mbarrier init) comes before the roles split;
+//   the producer warp may exit with its copies in flight, as the consumers wait for them.
+//
+// The kernel body exists only when compiling for sm_90a (as in flash_kernel_sm90.h).
+#pragma once
+
+#include "adaspa/flash_kernel_sm90.h"
+
+namespace adaspa::sm90 {
+
+template <typename Element_, int kHeadDim_>
+struct FlashWideTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
+  // The 64-wide block-64 kernel's traits: the Q tile, its TMA and the gmem tensor types are the same.
+  using Base = FlashSparseTraits<Element, kHeadDim, 64>;
+
+  static constexpr int kBlockSize = 64;  // rows of one listed block
+  static constexpr int kBlockM = 64;     // one query block per CTA
+  static constexpr int kBlockN = 128;    // a key tile: two listed blocks
+  static constexpr int kConsumerThreads = 128, kProducerThreads = 32;
+  static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
+  // 128-row stages: one at D 128 (two would leave one CTA per SM), two at D 64. Resident CTAs
+  // per SM follow from registers and shared memory: D 128 two (80 KB, 163 registers); D 64
+  // three (72 KB, 129 registers). Asking ptxas for three at D 64 caps it at 128 registers and
+  // spills 4 bytes, so the bound below stays two.
+  static constexpr int kStages = kHeadDim == 128 ? 1 : 2;
+  static constexpr int kMinCtasPerSm = 2;
+
+  using TiledMmaQK = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>()));
+  using TiledMmaPV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
+                           GMMA::Major::MN>()));
+
+  using SmemLayoutQ = typename Base::SmemLayoutQ;
+  using SmemLayoutKV = decltype(tile_to_shape(typename Base::SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutVt = decltype(composition(
+      SmemLayoutKV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{})));
+  // A stage cut into its two listed blocks: (64, head dim, half, 1, stage). At D 128 a half is two
+  // 8 KB pieces 16 KB apart (each 64-column chunk holds all 128 rows, so that wgmma sees one
+  // uniform row stride), so TMA writes it with two boxes.
+  using SmemLayoutKVHalves = decltype(flat_divide(SmemLayoutKV{}, Shape<_64, Int<kHeadDim>>{}));
+  using SmemLayoutKVHalf = decltype(SmemLayoutKVHalves{}(_, _, _0{}, _0{}, _0{}));
+
+  static constexpr uint32_t kQBytes = Base::kQBytes;
+  static constexpr uint32_t kTileBytes = kBlockN * kHeadDim * sizeof(Element);  // both halves
+
+  using GmemTensor = typename Base::GmemTensor;
+  using TmaQ = typename Base::TmaQ;
+  using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutKVHalf{},
+                                       Shape<_64, Int<kHeadDim>>{}, _1{}));
+
+  struct Params {
+    AttnParams p;
+    TmaQ tma_q;
+    TmaKV tma_k, tma_v;
+    float scale_log2;
+  };
+
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
+    uint64_t bar_q;
+    uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
+  };
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+  // 228 KB per SM, 1 KB of it reserved per CTA.
+  static_assert(kMinCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory for the CTAs per SM");
+};
+
+template <typename T>
+__global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
+    flash_wide_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename T::Element;
+  using SharedStorage = typename T::SharedStorage;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
+  using cutlass::arch::ClusterBarrier;
+  using cutlass::arch::ClusterTransactionBarrier;
+
+  extern __shared__ char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const AttnParams& p = prm.p;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+  const int lane = threadIdx.x % 32;
+
+  if (threadIdx.x == 0) {
+    ClusterTransactionBarrier::init(&ss.bar_q, 1);
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterTransactionBarrier::init(&ss.full_v[s], 1);
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
+      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
+  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
+  // Listed blocks on the key side; block nblk starts at or past Nk (the phantom's coordinate).
+  const int nblk = (p.nk + 63) / 64;
+
+  if (warp >= T::kConsumerThreads / 32) {
+    // Producer warp: all lanes walk the list, lane 0 issues the copies.
+    if (lane == 0) {
+      prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_v.get_tma_descriptor());
+      Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
+      copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
+    }
+    Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+    Tensor mV = prm.tma_v.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+    Tensor gK = local_tile(mK(_, _, h, b), Shape<_64, Int<kHeadDim>>{}, make_coord(_, _0{}));  // (64, D, block)
+    Tensor gV = local_tile(mV(_, _, h, b), Shape<_64, Int<kHeadDim>>{}, make_coord(_, _0{}));
+    Tensor sKh = flat_divide(sK, Shape<_64, Int<kHeadDim>>{});  // (64, D, half, 1, stage)
+    Tensor sVh = flat_divide(sV, Shape<_64, Int<kHeadDim>>{});
+    auto tK = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sKh), group_modes<0, 2>(gK));
+    auto tV = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sVh), group_modes<0, 2>(gV));
+    auto tKgK = get<0>(tK);  // (TMA, block)
+    auto tKsK = get<1>(tK);  // (TMA, half, 1, stage)
+    auto tVgV = get<0>(tV);
+    auto tVsV = get<1>(tV);
+
+    int n = 0;  // tiles issued
+    auto issue = [&](int b0, int b1) {
+      const int s = n % kStages;
+      const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kTileBytes);
+      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b0), tKsK(_, 0, 0, s));
+      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b1), tKsK(_, 1, 0, s));
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kTileBytes);
+      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b0), tVsV(_, 0, 0, s));
+      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b1), tVsV(_, 1, 0, s));
+      ++n;
+    };
+    ListCursor list{row};
+    for (;;) {
+      const int b0 = list.next(p, lane);
+      if (b0 < 0) break;
+      const int b1 = list.next(p, lane);
+      if (lane == 0) issue(b0, b1 >= 0 ? b1 : nblk);  // nblk: the zero-filled phantom
+      if (b1 < 0) break;
+    }
+  } else {
+    // Consumer warpgroup: the 64 query rows.
+    const int tid = threadIdx.x;
+    typename T::TiledMmaQK mma_qk;
+    typename T::TiledMmaPV mma_pv;
+    auto thr_qk = mma_qk.get_thread_slice(tid);
+    auto thr_pv = mma_pv.get_thread_slice(tid);
+    Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
+    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, MMA_M, MMA_K) descriptors
+    Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, MMA_N, MMA_K, stage)
+    Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, MMA_N, MMA_K, stage)
+    Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+    Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kRows = decltype(size<0>(S))::value;  // 2
+    static_assert(kRows == 2);
+
+    float row_max[kRows], row_sum[kRows], correction[kRows];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+    clear(tOrO);
+    const float scale_log2 = prm.scale_log2;
+    // Columns of the last listed block before Nk (1..64).
+    const int last_cols = p.nk - (nblk - 1) * 64;
+
+    // Online softmax of a 128-column S tile whose first `valid` columns are keys (the rest: past
+    // Nk in the last block, or the phantom half). Same arithmetic as the 64-wide kernel.
+    auto softmax = [&](int valid) {
+      if (valid < kBlockN) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c)
+          if (get<1>(Sc(0, c)) >= valid) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+          }
+      }
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        float mx = row_max[r];
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+        mx = quad_max(mx);
+        correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
+        row_max[r] = mx;
+        const float offset = mx * scale_log2;
+        float sum = 0.f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c) {
+          S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
+          sum += S(r, c);
+        }
+        row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
+      }
+    };
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    auto to_p = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
+    };
+    auto release = [&](uint64_t* bar) {
+      __syncwarp();
+      if (lane == 0) ClusterBarrier::arrive(bar);
+    };
+    auto rescale_o = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+      }
+    };
+
+    ListCursor list{row};
+    ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    // One tile at a time: Q K^T, softmax, P V; K released after its Q K^T, V after its P V.
+    for (int n = 0;; ++n) {
+      const int b0 = list.next(p, lane);
+      if (b0 < 0) break;
+      const int b1 = list.next(p, lane);  // -1: the second half is the phantom
+      const int s = n % kStages;
+      const uint32_t phase = (n / kStages) & 1;
+      ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+      wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      release(&ss.empty_k[s]);
+      // b0 < b1 < nblk, so only a tile's last real block can be the partial one.
+      softmax(b1 >= 0 ? 64 + (b1 == nblk - 1 ? last_cols : 64) : (b0 == nblk - 1 ? last_cols : 64));
+      rescale_o();
+      to_p();
+      ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+      wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      release(&ss.empty_v[s]);
+      if (b1 < 0) break;
+    }
+
+    // Epilogue (as the 64-wide kernel): out = O / l, lse = m * scale + ln(l); a row that visited
+    // nothing gets 0 and -inf.
+    Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
+    float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
+      const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
+      if (grow < p.nq) {
+        Element* orow = out + int64_t(grow) * p.o_row_stride;
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); c += 2) {
+          const int col = get<1>(Oc(r, c));
+          cutlass::Array<Element, 2> pair;
+          pair[0] = Element(O(r, c) * res.inv);
+          pair[1] = Element(O(r, c + 1) * res.inv);
+          *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
+        }
+        if (lane % 4 == 0) lse[grow] = res.lse;
+      }
+    }
+  }
+#endif
+}
+
+// Same interface as run_flash_sparse (block 64 only).
+template <typename Element, int kHeadDim, int kBlockSize>
+cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
+  static_assert(kBlockSize == 64, "the wide-tile kernel pairs 64-row blocks");
+  using T = FlashWideTraits<Element, kHeadDim>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  typename T::Params prm;
+  prm.p = p;
+  prm.scale_log2 = p.scale * kLog2e;
+  auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
+    // Strides of length-one dimensions (never used) made ones TMA accepts.
+    if (rows <= 1) row_stride = kHeadDim;
+    if (p.heads <= 1) head_stride = row_stride * rows;
+    if (p.batch <= 1) batch_stride = head_stride * p.heads;
+    return make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
+                       make_stride(row_stride, _1{}, head_stride, batch_stride));
+  };
+  prm.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride),
+                            typename T::SmemLayoutQ{}, Shape<_64, Int<kHeadDim>>{}, _1{});
+  prm.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride),
+                            typename T::SmemLayoutKVHalf{}, Shape<_64, Int<kHeadDim>>{}, _1{});
+  prm.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride),
+                            typename T::SmemLayoutKVHalf{}, Shape<_64, Int<kHeadDim>>{}, _1{});
+  auto kernel = &flash_wide_sm90_kernel<T>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
+  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  return cudaGetLastError();
+}
+
+}  // namespace adaspa::sm90
