@@ -6,8 +6,12 @@
 // sit where rows 0-63 and 64-127 of a 128-row tile sit in the 128-byte-swizzled layout).
 //
 // Shape of a CTA: as the block-64 kernel of flash_kernel_sm90.h (one query block of 64 rows, one
-// consumer warpgroup, one producer warp; two CTAs per SM at D 128, three at D 64, interleaving
-// their phases without explicit ping-pong).
+// consumer warpgroup, one producer warp; two CTAs per SM at D 128, interleaving their phases
+// without explicit ping-pong).
+//
+// Used at D 128: 1.04-1.22x the 64-wide kernel on an H200 (32K tokens, density 0.1-1.0). At D 64
+// it fits two CTAs per SM against the 64-wide kernel's four and measured 0.86-1.05x, so D 64 keeps
+// the 64-wide kernel (launch_sm90.h; NOTES.md).
 //
 // Odd counts: the last tile's second half is a phantom block. The producer loads it from a row
 // coordinate past Nk, so TMA writes zeros (no L2 traffic; V must be finite there, since P = 0
@@ -336,20 +340,12 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   typename T::Params prm;
   prm.p = p;
   prm.scale_log2 = p.scale * kLog2e;
-  auto gmem = [&](const void* ptr, int rows, int64_t row_stride, int64_t head_stride, int64_t batch_stride) {
-    // Strides of length-one dimensions (never used) made ones TMA accepts.
-    if (rows <= 1) row_stride = kHeadDim;
-    if (p.heads <= 1) head_stride = row_stride * rows;
-    if (p.batch <= 1) batch_stride = head_stride * p.heads;
-    return make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
-                       make_stride(row_stride, _1{}, head_stride, batch_stride));
-  };
-  prm.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride),
-                            typename T::SmemLayoutQ{}, Shape<_64, Int<kHeadDim>>{}, _1{});
-  prm.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride),
-                            typename T::SmemLayoutKVHalf{}, Shape<_64, Int<kHeadDim>>{}, _1{});
-  prm.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride),
-                            typename T::SmemLayoutKVHalf{}, Shape<_64, Int<kHeadDim>>{}, _1{});
+  prm.tma_q = make_tma_rows<Element, kHeadDim, 64>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride,
+                                                   typename T::SmemLayoutQ{});
+  prm.tma_k = make_tma_rows<Element, kHeadDim, 64>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
+                                                   typename T::SmemLayoutKVHalf{});
+  prm.tma_v = make_tma_rows<Element, kHeadDim, 64>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
+                                                   typename T::SmemLayoutKVHalf{});
   auto kernel = &flash_wide_sm90_kernel<T>;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;

@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include "adaspa/flash_kernel_sm90.h"
+#include "adaspa/flash_kernel_sm90_wide.h"
 #include "adaspa/launch.h"
 #include "adaspa/params.h"
 #include "adaspa/score_kernel_sm90.h"
@@ -16,6 +17,9 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   using Element = ElementOf<kDType>;
   if constexpr (kKernel == Kernel::kScore) {
     return sm90::run_score<Element, kHeadDim, kBlockSize>(params, stream);
+  } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 64 && kHeadDim == 128) {
+    // Key tiles of two listed blocks (flash_kernel_sm90_wide.h): faster at D 128 only.
+    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize>(params, stream);
   } else {
     return sm90::run_flash<Element, kHeadDim, kBlockSize, kKernel == Kernel::kFlashDense>(params, stream);
   }
