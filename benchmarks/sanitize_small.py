@@ -29,7 +29,9 @@ def main():
         k = torch.randn(1, nk, 2, d, device="cuda", dtype=DT[dt]).transpose(1, 2)
         v = torch.randn(1, 2, nk, d, device="cuda", dtype=DT[dt])
         mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
-        idx = torch.tensor([0, 2, -1, 7, 1], dtype=torch.int32, device="cuda").expand(1, 2, mq, 5).contiguous()
+        # rows with two accepted blocks (0, 2; the rest -1, out of range or not ascending), one, none
+        rows = torch.tensor([[0, 2, -1, 7, 1], [1, -1, -1, -1, -1], [-1] * 5], dtype=torch.int32, device="cuda")
+        idx = rows[torch.arange(mq, device="cuda") % 3].expand(1, 2, mq, 5).contiguous()
         has = {op: (path, dt, d, bs) in ops.compiled_tuples(op) for op in ("sparse_attn", "attn_search", "block_scores")}
         if has["sparse_attn"]:
             A.sparse_attn(q, k, v, idx, bs)
