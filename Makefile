@@ -4,8 +4,12 @@
 #   make test   same venv, build (GPU present: its arch; no GPU: CUDA compiled for 8.0 as a
 #               compile check when a toolkit exists), editable install, then the tests (GPU
 #               tests skip without a GPU; `make test-fast` leaves out the slow ones)
-# ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST and MAX_JOBS set by the user (environment or make
-# command line) win over the defaults below.
+#   make wheel  the stable-ABI wheel (one per CUDA major and arch list, every torch >= 2.10, every
+#               CPython >= 3.10) in $(WHEEL_DIR): CUDA for 8.0+PTX;9.0a when a toolkit exists
+#   make test-abi  opt-in: a CPU-only wheel built here, installed into a fresh venv with an older
+#               torch and another CPython, runs the op tests there (downloads a torch wheel)
+# ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST, ADASPA_STABLE_ABI and MAX_JOBS set by the user
+# (environment or make command line) win over the defaults below.
 PYTHON ?= python3
 # resolved before PATH below puts the venv first, so the venv is always made from this Python
 BASE_PYTHON := $(or $(shell command -v $(PYTHON) 2>/dev/null),$(PYTHON))
@@ -27,6 +31,9 @@ DEMO_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(GPU_CC),1,0))
 DEMO_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH))
 TEST_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(or $(GPU_CC),$(NVCC_FOUND)),1,0))
 TEST_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH),8.0)
+WHEEL_CUDA := $(or $(ADASPA_BUILD_CUDA),$(if $(NVCC_FOUND),1,0))
+WHEEL_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),8.0+PTX;9.0a)
+WHEEL_DIR ?= dist
 
 # Builds adaspa_ext._C in place (objects kept in build/) and installs the package into the venv in
 # editable mode, so `import adaspa_ext` works from any directory with the venv active. (setuptools'
@@ -34,7 +41,7 @@ TEST_ARCHS := $(or $(TORCH_CUDA_ARCH_LIST),$(GPU_ARCH),8.0)
 INSTALL = PYTHONWARNINGS="ignore:Editable installation$${PYTHONWARNINGS:+,$$PYTHONWARNINGS}" \
   $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 
-.PHONY: demo test test-fast build-demo build-test clean
+.PHONY: demo test test-fast test-abi wheel build-demo build-test clean
 
 $(STAMP): requirements.txt
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -58,6 +65,17 @@ test: build-test
 
 test-fast: build-test
 	$(PY) -m pytest tests -q -rs -m 'not slow'
+
+# pip wheel builds in this tree (objects in build/, shared with the editable install's build).
+wheel: $(STAMP)
+	MAX_JOBS='$(MAX_JOBS)' ADASPA_BUILD_CUDA='$(WHEEL_CUDA)' TORCH_CUDA_ARCH_LIST='$(WHEEL_ARCHS)' \
+	  ADASPA_STABLE_ABI='$(or $(ADASPA_STABLE_ABI),1)' \
+	  $(PY) -m pip wheel -q --no-build-isolation --no-deps -w '$(WHEEL_DIR)' .
+	@ls -l '$(WHEEL_DIR)'/adaspa_ext-*.whl
+
+# tests/test_abi.py says what it builds, downloads and runs (ADASPA_ABI_TORCH, ADASPA_ABI_PYTHON).
+test-abi: $(STAMP)
+	MAX_JOBS='$(MAX_JOBS)' ADASPA_TEST_ABI=1 $(PY) -m pytest tests/test_abi.py -q -rs -s
 
 clean:
 	rm -rf build adaspa_ext/_C*.so out *.egg-info

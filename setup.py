@@ -1,6 +1,9 @@
 """Build adaspa_ext._C: CPU kernels always, CUDA kernels when a toolkit is used.
 
 Environment (every variable is also listed in README.md):
+  ADASPA_STABLE_ABI      1 (default): bindings on torch's stable ABI, one library for every torch >=
+                         build_facts.TORCH_TARGET and an abi3 module; 0: torch's C++ API (the
+                         fallback), tied to the torch release it is built with. csrc/torch_api.h.
   ADASPA_BUILD_CUDA      unset: build CUDA when a toolkit is found; 0/1 force off/on.
   TORCH_CUDA_ARCH_LIST   CUDA archs to compile (default "8.0;9.0a"; 8.0 code also runs on 8.6/8.9).
   ADASPA_CUTLASS_DIR     CUTLASS/CuTe include dir (default: the nvidia-cutlass wheel).
@@ -35,9 +38,7 @@ import build_facts  # noqa: E402  (csrc/build_facts.py)
 import generate_kernels  # noqa: E402  (csrc/generate_kernels.py)
 
 DEFAULT_ARCHS = build_facts.DEFAULT_ARCHS
-# The extension links against torch's C++ API, which is not ABI-stable across releases: the
-# package requires exactly the torch release it was built with (local label ignored: +cu130 etc.).
-TORCH_REQUIREMENT = f"torch=={torch.__version__.split('+')[0]}"
+PY_LIMITED_API = "cp310"  # the abi3 tag of a stable-ABI build: CPython 3.10 and later (python_requires)
 EXTRAS = {
     "demo": ["matplotlib>=3.7", "tqdm>=4.60"],
     # the processors wrapped by adaspa_ext.integrations.diffusers were checked against 0.42.1
@@ -56,6 +57,19 @@ def read_sources():
             continue
         sections[cur].append(line)
     return sections
+
+
+def want_stable_abi():
+    flag = os.environ.get("ADASPA_STABLE_ABI", "1").strip() or "1"
+    if flag not in ("0", "1"):
+        raise SystemExit(f"ADASPA_STABLE_ABI must be 0 or 1, got {flag!r}")
+    if flag == "1":
+        have = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+        need = tuple(int(x) for x in build_facts.TORCH_TARGET.split("."))
+        if have < need:
+            raise SystemExit(f"the stable-ABI build needs torch >= {build_facts.TORCH_TARGET} to compile "
+                             f"(found {torch.__version__}); ADASPA_STABLE_ABI=0 builds against this torch's C++ API")
+    return flag == "1"
 
 
 def want_cuda():
@@ -83,10 +97,18 @@ def make_extension():
     include_dirs = [str(ROOT / "include"), str(ROOT / "csrc"), str(gen_dir)]
     # No -std flag: torch's build adds the standard its own headers need (C++17 up to torch 2.13,
     # C++20 from 2.14). Forcing C++20 against torch 2.11 crashed in libstdc++ stream code.
-    # -fopenmp: at::parallel_for is header code whose threads are `#pragma omp parallel`; without
-    # the flag it runs on one thread. The GOMP symbols resolve at load time to the libgomp torch
-    # itself loads, so the extension and torch share one OpenMP runtime (and torch.set_num_threads).
-    cxx = ["-O3", "-Wall", "-Wno-unused-function", "-fopenmp"]
+    cxx = ["-O3", "-Wall", "-Wno-unused-function"]
+    stable_abi = want_stable_abi()
+    if stable_abi:
+        # Only torch's C shim and header-only code, as of the oldest supported torch; the Python
+        # module on the limited API (torch adds -DPy_LIMITED_API for py_limited_api extensions).
+        cxx += ["-DADASPA_STABLE_ABI=1", f"-DTORCH_TARGET_VERSION={build_facts.torch_target_version()}"]
+    else:
+        # -fopenmp: at::parallel_for is header code whose threads are `#pragma omp parallel`; without
+        # the flag it runs on one thread. The GOMP symbols resolve at load time to the libgomp torch
+        # itself loads, so the extension and torch share one OpenMP runtime (and torch.set_num_threads).
+        # (The stable build's parallel_for runs inside torch.)
+        cxx += ["-DADASPA_STABLE_ABI=0", "-fopenmp"]
     with_cuda = want_cuda()
     archs, kernels = [], []
     sources = src["cpu"] + src["cpu_kernels"]
@@ -102,7 +124,7 @@ def make_extension():
         import locate_cutlass  # third_party/locate_cutlass.py
         include_dirs.append(locate_cutlass.include_dir())
         cxx.append("-DADASPA_WITH_CUDA")
-    facts = build_facts.facts(torch.__version__, with_cuda, torch.version.cuda, archs, kernels)
+    facts = build_facts.facts(torch.__version__, with_cuda, torch.version.cuda, archs, kernels, stable_abi)
     facts_header = build_facts.write_header(gen_dir, facts)
     nvcc = [
         "-O3", "-DADASPA_WITH_CUDA",
@@ -121,6 +143,7 @@ def make_extension():
         include_dirs=include_dirs,
         depends=[str(facts_header)],  # a build with other facts (archs, tuples, torch) relinks _C
         extra_compile_args={"cxx": cxx, "nvcc": nvcc} if with_cuda else {"cxx": cxx},
+        py_limited_api=stable_abi,  # _C.abi3.so, and no libtorch_python
     )
     return ext, facts
 
@@ -136,8 +159,23 @@ class BuildExt(cpp_extension.BuildExtension.with_options(use_ninja=True)):
             build = self.get_finalized_command("build")
             self.build_temp = os.path.join(build.build_base, f"temp.{build.plat_name}-{sys.implementation.cache_tag}")
 
+    def copy_extensions_to_source(self):
+        """In-place builds: the library of the other ABI kind (_C.abi3.so against
+        _C.cpython-311-x86_64-linux-gnu.so) left in the package by an earlier build is removed,
+        or Python would keep importing the version-specific one, which it tries first."""
+        super().copy_extensions_to_source()
+        for ext in self.extensions:
+            built = pathlib.Path(self.get_ext_fullpath(ext.name)).name
+            for old in (ROOT / "adaspa_ext").glob("_C.*"):
+                if old.name != built and old.suffix in (".so", ".pyd"):
+                    old.unlink()
+
 
 EXTENSION, FACTS = make_extension()
+# A stable-ABI library loads into every torch from its target on; a classic one needs exactly the
+# torch release it was built with (local label ignored: +cu130 etc.). Neither can say which CUDA
+# major torch must be built for: the version label does (cu130).
+TORCH_REQUIREMENT = f"torch{'>=' if FACTS['stable_abi'] else '=='}{FACTS['torch_target']}"
 
 setup(
     name="adaspa_ext",
@@ -149,5 +187,7 @@ setup(
     extras_require=EXTRAS,
     cmdclass={"build_ext": BuildExt},
     python_requires=">=3.10",
+    # the wheel tag of a stable-ABI build: cp310-abi3 (one wheel for every CPython >= 3.10)
+    options={"bdist_wheel": {"py_limited_api": PY_LIMITED_API}} if FACTS["stable_abi"] else {},
     zip_safe=False,
 )

@@ -32,6 +32,8 @@ def load_C():
             msg = (f"adaspa_ext._C was built for another Python ({', '.join(built)}; this Python loads "
                    f"{importlib.machinery.EXTENSION_SUFFIXES[0]}): {_how_to_build()}.")
         else:
-            msg = (f"adaspa_ext._C failed to load ({e}); it must be rebuilt against the installed torch "
-                   f"{torch.__version__}: {_how_to_build()}.")
+            msg = (f"adaspa_ext._C failed to load ({e}) into torch {torch.__version__} (CUDA {torch.version.cuda}). "
+                   "A stable-ABI build (the default) loads into torch 2.10 and later built for the CUDA major "
+                   "of its version label (e.g. +cu130); a classic one (ADASPA_STABLE_ABI=0) only into the torch "
+                   f"release it was compiled against. Otherwise {_how_to_build()}.")
         raise ImportError(msg, name="adaspa_ext._C") from None

@@ -1,6 +1,7 @@
 """What a build of adaspa_ext._C compiled, as a C header compiled into the library itself.
 
-Usage: python csrc/build_facts.py OUT_DIR --cuda 0|1 [--cmake-archs "80-real,90a-real"]   (CMakeLists.txt)
+Usage: python csrc/build_facts.py OUT_DIR --cuda 0|1 [--stable-abi 0|1] [--cmake-archs "80-real,90a-real"]
+(CMakeLists.txt)
 
 setup.py and CMakeLists.txt both write OUT_DIR/build_facts.h through `write_header`. csrc/ops.cpp
 exposes it as the JSON string `adaspa_ext._C.BUILD_FACTS`, and adaspa_ext/_build_config.py reads it
@@ -20,6 +21,10 @@ import generate_kernels  # noqa: E402
 
 BASE_VERSION = "0.1.0"  # the one place the package version is written
 DEFAULT_ARCHS = "8.0;9.0a"  # what an unset TORCH_CUDA_ARCH_LIST compiles
+# The oldest torch a stable-ABI build loads into: its TORCH_TARGET_VERSION (csrc/torch_api.h). 2.10
+# is the first release with every stable call the bindings make (torch_parallel_for,
+# torch_get_num_threads, new_empty / to / contiguous through torch_call_dispatcher).
+TORCH_TARGET = "2.10"
 FILTER_VARS = ("ADASPA_DTYPES", "ADASPA_HEAD_DIMS", "ADASPA_BLOCK_SIZES")
 
 
@@ -67,11 +72,21 @@ def local_version(with_cuda, cuda_version, archs, kernels):
     return ".".join(parts)
 
 
-def facts(torch_version, with_cuda, cuda_version, archs, kernels):
-    """The build facts as a dict (the JSON the library carries)."""
+def torch_target_version(target=TORCH_TARGET):
+    """'2.10' -> the TORCH_TARGET_VERSION macro value, major << 56 | minor << 48 (torch/csrc/stable/version.h)."""
+    major, minor = (int(x) for x in target.split(".")[:2])
+    return f"0x{(major << 56) | (minor << 48):016x}"
+
+
+def facts(torch_version, with_cuda, cuda_version, archs, kernels, stable_abi=True):
+    """The build facts as a dict (the JSON the library carries). torch_target: the torch releases
+    the library loads into, 'TORCH_TARGET' and later for a stable-ABI build, exactly the build's
+    torch release for a classic one."""
     return {
         "version": f"{BASE_VERSION}+{local_version(with_cuda, cuda_version, archs, kernels)}",
         "torch_version": torch_version,
+        "stable_abi": bool(stable_abi),
+        "torch_target": TORCH_TARGET if stable_abi else torch_version.split("+")[0],
         "with_cuda": bool(with_cuda),
         "cuda_version": cuda_version if with_cuda else None,
         "cuda_archs": list(archs) if with_cuda else [],
@@ -95,13 +110,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
     ap.add_argument("--cuda", choices=("0", "1"), required=True)
+    ap.add_argument("--stable-abi", choices=("0", "1"), default="1")
     ap.add_argument("--cmake-archs", default="", help="CMAKE_CUDA_ARCHITECTURES, comma separated")
     a = ap.parse_args(argv)
     import torch
     with_cuda = a.cuda == "1"
     kernels = generate_kernels.tuples() if with_cuda else []
     archs = [from_cmake_arch(x) for x in parse_archs(a.cmake_archs)]
-    write_header(a.out_dir, facts(torch.__version__, with_cuda, torch.version.cuda, archs, kernels))
+    write_header(a.out_dir, facts(torch.__version__, with_cuda, torch.version.cuda, archs, kernels,
+                                  stable_abi=a.stable_abi == "1"))
 
 
 if __name__ == "__main__":

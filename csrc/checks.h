@@ -2,14 +2,14 @@
 // op, the argument and what was expected; dtype problems raise TypeError, the rest ValueError.
 #pragma once
 
-#include <ATen/ATen.h>
-
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
 
 #include "adaspa/params.h"
 #include "error.h"
+#include "torch_api.h"
 
 namespace adaspa {
 
@@ -20,28 +20,28 @@ struct AttnShape {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-inline std::string shape_str(const at::Tensor& t) { return detail::msg(t.sizes()); }
+inline std::string shape_str(const Tensor& t) { return detail::msg(t.sizes()); }
 
 inline void check_block_size(const char* op, int64_t block_size) {
   ADASPA_CHECK_VALUE(block_size == 64 || block_size == 128, "adaspa.", op,
                     ": block_size must be one of {64, 128}, got ", block_size);
 }
 
-inline void check_same_device(const char* op, const char* name, const at::Tensor& t, const at::Tensor& ref) {
+inline void check_same_device(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
   ADASPA_CHECK_VALUE(t.device() == ref.device(), "adaspa.", op, ": '", name, "' must be on ", ref.device(),
                     " like 'q' / 'scores', got ", t.device());
 }
 
 // q [B,H,Nq,D]; k, v [B,H,Nk,D] (v optional: block_scores has none).
-inline AttnShape check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
+inline AttnShape check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
                            int64_t block_size, std::optional<double> scale) {
   check_block_size(op, block_size);
-  auto one = [&](const char* name, const at::Tensor& t) {
+  auto one = [&](const char* name, const Tensor& t) {
     ADASPA_CHECK_VALUE(t.dim() == 4, "adaspa.", op, ": '", name, "' must be 4-D [B, H, N, D], got shape ",
                       shape_str(t));
     const bool cpu = t.device().is_cpu();
-    ADASPA_CHECK_TYPE(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16 ||
-                         (cpu && t.scalar_type() == at::kFloat),
+    ADASPA_CHECK_TYPE(t.scalar_type() == kHalf || t.scalar_type() == kBFloat16 ||
+                         (cpu && t.scalar_type() == kFloat),
                      "adaspa.", op, ": '", name, "' must be float16 or bfloat16", cpu ? " (or float32 on CPU)" : "",
                      ", got ", t.scalar_type());
     ADASPA_CHECK_VALUE(t.size(3) <= 1 || t.stride(3) == 1, "adaspa.", op, ": '", name,
@@ -75,8 +75,8 @@ inline AttnShape check_qkv(const char* op, const at::Tensor& q, const at::Tensor
   return s;
 }
 
-inline void check_idx(const char* op, const at::Tensor& idx, const at::Tensor& q, const AttnShape& s) {
-  ADASPA_CHECK_TYPE(idx.scalar_type() == at::kInt, "adaspa.", op, ": 'idx' must be int32, got ", idx.scalar_type());
+inline void check_idx(const char* op, const Tensor& idx, const Tensor& q, const AttnShape& s) {
+  ADASPA_CHECK_TYPE(idx.scalar_type() == kInt, "adaspa.", op, ": 'idx' must be int32, got ", idx.scalar_type());
   check_same_device(op, "idx", idx, q);
   ADASPA_CHECK_VALUE(idx.dim() == 4 && idx.size(0) == s.batch && idx.size(1) == s.heads && idx.size(2) == s.mq,
                     "adaspa.", op, ": 'idx' must be [B, H, Mq, Kmax] = [", s.batch, ", ", s.heads, ", ", s.mq,
@@ -84,8 +84,8 @@ inline void check_idx(const char* op, const at::Tensor& idx, const at::Tensor& q
                     shape_str(idx));
 }
 
-inline void check_lse(const char* op, const at::Tensor& lse, const at::Tensor& q, const AttnShape& s) {
-  ADASPA_CHECK_TYPE(lse.scalar_type() == at::kFloat, "adaspa.", op, ": 'lse' must be float32, got ",
+inline void check_lse(const char* op, const Tensor& lse, const Tensor& q, const AttnShape& s) {
+  ADASPA_CHECK_TYPE(lse.scalar_type() == kFloat, "adaspa.", op, ": 'lse' must be float32, got ",
                    lse.scalar_type());
   check_same_device(op, "lse", lse, q);
   ADASPA_CHECK_VALUE(lse.dim() == 3 && lse.size(0) == s.batch && lse.size(1) == s.heads && lse.size(2) == s.nq,
@@ -100,26 +100,28 @@ struct SelectShape {
 // scores [B,H,Mq,Mk] float32; keep int32/int64 [H] (CPU or scores' device); forced_kv bool [Mk].
 // keep values are range-checked here when they live on the CPU (no device sync); on the GPU the
 // kernel clamps them and the Python wrapper's check mode validates them.
-inline SelectShape check_select(const at::Tensor& scores, const at::Tensor& keep, const std::optional<at::Tensor>& forced) {
+inline SelectShape check_select(const Tensor& scores, const Tensor& keep, const std::optional<Tensor>& forced) {
   const char* op = "select_blocks";
-  ADASPA_CHECK_TYPE(scores.scalar_type() == at::kFloat, "adaspa.", op, ": 'scores' must be float32, got ",
+  ADASPA_CHECK_TYPE(scores.scalar_type() == kFloat, "adaspa.", op, ": 'scores' must be float32, got ",
                    scores.scalar_type());
   ADASPA_CHECK_VALUE(scores.dim() == 4, "adaspa.", op, ": 'scores' must be 4-D [B, H, Mq, Mk], got shape ",
                     shape_str(scores));
   SelectShape s{scores.size(0), scores.size(1), scores.size(2), scores.size(3)};
-  ADASPA_CHECK_TYPE(keep.scalar_type() == at::kInt || keep.scalar_type() == at::kLong, "adaspa.", op,
+  ADASPA_CHECK_TYPE(keep.scalar_type() == kInt || keep.scalar_type() == kLong, "adaspa.", op,
                    ": 'keep' must be int32 (or int64), got ", keep.scalar_type());
   ADASPA_CHECK_VALUE(keep.dim() == 1 && keep.size(0) == s.heads, "adaspa.", op, ": 'keep' must be [H] = [", s.heads,
                     "], got ", shape_str(keep));
   ADASPA_CHECK_VALUE(keep.device().is_cpu() || keep.device() == scores.device(), "adaspa.", op,
                     ": 'keep' must be on the CPU or on ", scores.device(), ", got ", keep.device());
   if (keep.device().is_cpu() && keep.numel() > 0) {
-    const auto lo = keep.min().item<int64_t>(), hi = keep.max().item<int64_t>();
-    ADASPA_CHECK_VALUE(lo >= 0 && hi <= s.mk, "adaspa.", op, ": 'keep' values must lie in [0, Mk = ", s.mk,
-                      "], got min ", lo, " max ", hi);
+    const Tensor kl = tapi::contiguous(tapi::to_dtype(keep, kLong));  // [H]: a few values
+    const int64_t* kv = kl.const_data_ptr<int64_t>();
+    const auto [lo, hi] = std::minmax_element(kv, kv + kl.numel());
+    ADASPA_CHECK_VALUE(*lo >= 0 && *hi <= s.mk, "adaspa.", op, ": 'keep' values must lie in [0, Mk = ", s.mk,
+                      "], got min ", *lo, " max ", *hi);
   }
   if (forced.has_value()) {
-    ADASPA_CHECK_TYPE(forced->scalar_type() == at::kBool, "adaspa.", op, ": 'forced_kv' must be bool, got ",
+    ADASPA_CHECK_TYPE(forced->scalar_type() == kBool, "adaspa.", op, ": 'forced_kv' must be bool, got ",
                      forced->scalar_type());
     ADASPA_CHECK_VALUE(forced->dim() == 1 && forced->size(0) == s.mk, "adaspa.", op, ": 'forced_kv' must be [Mk] = [",
                       s.mk, "], got ", shape_str(*forced));
@@ -130,8 +132,7 @@ inline SelectShape check_select(const at::Tensor& scores, const at::Tensor& keep
 }
 
 // Fill the stride fields of AttnParams from [B,H,N,D] tensors.
-inline void set_strides(AttnParams& p, const at::Tensor& q, const at::Tensor& k, const at::Tensor* v,
-                        const at::Tensor* out) {
+inline void set_strides(AttnParams& p, const Tensor& q, const Tensor& k, const Tensor* v, const Tensor* out) {
   p.q_batch_stride = q.stride(0), p.q_head_stride = q.stride(1), p.q_row_stride = q.stride(2);
   p.k_batch_stride = k.stride(0), p.k_head_stride = k.stride(1), p.k_row_stride = k.stride(2);
   if (v) p.v_batch_stride = v->stride(0), p.v_head_stride = v->stride(1), p.v_row_stride = v->stride(2);

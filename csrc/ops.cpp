@@ -1,7 +1,9 @@
-// The op schemas, defined once. Backends register kernels with TORCH_LIBRARY_IMPL
-// (csrc/cpu/*.cpp, csrc/cuda/*.cu); fake kernels are registered from Python (adaspa_ext/ops.py).
+// The op schemas, defined once. Backends register kernels with ADASPA_LIBRARY_IMPL
+// (csrc/cpu/*.cpp, csrc/cuda/*.cpp); fake kernels are registered from Python (adaspa_ext/ops.py).
+// The stable-ABI build compiles this file on Python's limited API (Py_LIMITED_API, set by setup.py).
 #include <Python.h>
-#include <torch/library.h>
+
+#include "torch_api.h"
 
 #include "build_facts.h"  // generated per build (csrc/build_facts.py): ADASPA_BUILD_FACTS
 
@@ -20,7 +22,7 @@ PyObject* PyInit__C(void) {
 }
 }
 
-TORCH_LIBRARY(adaspa, m) {
+ADASPA_LIBRARY(adaspa, m) {
   m.def("sparse_attn(Tensor q, Tensor k, Tensor v, Tensor idx, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse)");
   m.def("attn_search(Tensor q, Tensor k, Tensor v, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse, Tensor scores)");
   m.def("block_scores(Tensor q, Tensor k, Tensor lse, int block_size=64, float? scale=None) -> Tensor");

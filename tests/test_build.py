@@ -28,7 +28,13 @@ def test_build_config_records_the_build():
     # the facts are read from the loaded library itself, never from a file a build wrote
     assert _build_config.FACTS == json.loads(adaspa_ext._C.BUILD_FACTS)
     assert _build_config.VERSION == adaspa_ext.__version__
-    assert _build_config.TORCH_VERSION == torch.__version__
+    if _build_config.STABLE_ABI:  # built against any torch, loaded into this one (>= the target)
+        assert _build_config.TORCH_TARGET == build_facts.TORCH_TARGET
+        release = [int(x) for x in torch.__version__.split("+")[0].split(".")[:2]]
+        assert release >= [int(x) for x in build_facts.TORCH_TARGET.split(".")], torch.__version__
+    else:  # loads only into the torch it was built against
+        assert _build_config.TORCH_VERSION == torch.__version__
+        assert _build_config.TORCH_TARGET == torch.__version__.split("+")[0]
     base, label = _build_config.VERSION.split("+")
     assert base == build_facts.BASE_VERSION
     if _build_config.WITH_CUDA:
@@ -39,6 +45,33 @@ def test_build_config_records_the_build():
         assert label.startswith("cu" + torch.version.cuda.replace(".", ""))
     else:
         assert _build_config.CUDA_KERNELS == [] and _build_config.CUDA_ARCHS == [] and label == "cpu"
+
+
+def _dynamic_symbols(lib, *flags):
+    res = subprocess.run(["nm", "-D", *flags, str(lib)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return [ln.split()[-1] for ln in res.stdout.splitlines() if ln.strip()]
+
+
+@pytest.mark.skipif(shutil.which("nm") is None or shutil.which("readelf") is None, reason="binutils not found")
+def test_stable_abi_library_calls_only_torch_c_shim():
+    """A stable-ABI build reaches torch only through its C shim (extern "C" aoti_torch_* /
+    torch_* functions, which later torch releases keep): no C++ symbol of c10 / ATen / torch, no
+    libtorch_python, a Python module on the limited API (abi3)."""
+    if not _build_config.STABLE_ABI:
+        pytest.skip("classic build (ADASPA_STABLE_ABI=0)")
+    lib = pathlib.Path(adaspa_ext._C.__file__)
+    assert lib.name == "_C.abi3.so", lib.name
+    undefined = _dynamic_symbols(lib, "--undefined-only")
+    cpp_torch = [s for s in undefined if s.startswith("_Z") and any(ns in s for ns in ("3c10", "2at", "5torch"))]
+    assert not cpp_torch, cpp_torch[:20]
+    shim = [s for s in undefined if s.startswith(("aoti_torch_", "torch_"))]
+    assert "torch_library_impl" in shim and "torch_parallel_for" in shim, shim
+    needed = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+    assert "torch_python" not in needed, needed
+    python = [s for s in undefined if s.startswith(("Py", "_Py"))]
+    assert set(python) <= {"PyModule_Create2", "PyModule_AddStringConstant", "PyErr_SetString", "PyExc_TypeError",
+                           "_Py_Dealloc"}, python
 
 
 def test_local_version_labels_tell_builds_apart(monkeypatch):
@@ -56,8 +89,12 @@ def test_local_version_labels_tell_builds_apart(monkeypatch):
     assert build_facts.local_version(True, "13.0", ["8.0"], narrow) == "cu130.sm80.bf16.hd64.bs64.bs128"
     assert [build_facts.from_cmake_arch(a) for a in ("80-real", "90a-real", "80", "86-virtual")] == \
         ["8.0", "9.0a", "8.0+PTX", "8.6+PTX"]
-    f = build_facts.facts("2.14.1", True, "13.0", ["8.0"], narrow)
+    f = build_facts.facts("2.14.1+cu130", True, "13.0", ["8.0"], narrow)
     assert f["version"] == "0.1.0+cu130.sm80.bf16.hd64.bs64.bs128" and f["cuda_kernels"] == [list(t) for t in narrow]
+    assert f["stable_abi"] and f["torch_target"] == build_facts.TORCH_TARGET == "2.10"
+    f = build_facts.facts("2.14.1+cu130", True, "13.0", ["8.0"], narrow, stable_abi=False)
+    assert not f["stable_abi"] and f["torch_target"] == "2.14.1"
+    assert build_facts.torch_target_version("2.10") == "0x020a000000000000"  # as torch/csrc/stable/version.h
 
 
 def test_unbuilt_source_tree_says_how_to_build(tmp_path):
@@ -243,13 +280,15 @@ def _borrow(dists, into: pathlib.Path) -> None:
 
 @pytest.mark.slow
 def test_wheel_installs_into_fresh_venv(tmp_path):
-    """`pip wheel --no-build-isolation .` for exactly the archs of the current build (the compiled
-    objects in build/ are reused): the wheel's name carries the build's local version label, its
-    metadata pins torch and declares the extras, building it leaves the source tree alone, and
+    """`pip wheel --no-build-isolation .` for exactly the archs and ABI kind of the current build
+    (the compiled objects in build/ are reused): the wheel's name carries the build's local version
+    label, its metadata asks for torch (>= the target of a stable-ABI build, an abi3 wheel; exactly
+    this torch for a classic one) and declares the extras, building it leaves the source tree alone, and
     `pip install '<wheel>[demo]'` into a fresh venv (torch and its dependencies borrowed from this
     one, matplotlib / tqdm installed by the extra) runs a CPU op and `python -m adaspa_ext.demo`."""
     # this venv's tools first, as make does: another ninja would rebuild every object from scratch
     env = dict(os.environ, ADASPA_BUILD_CUDA="1" if _build_config.WITH_CUDA else "0",
+               ADASPA_STABLE_ABI="1" if _build_config.STABLE_ABI else "0",
                MAX_JOBS=str(os.cpu_count() or 2), PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
     if _build_config.WITH_CUDA:  # the same archs and (possibly narrowed) kernel tuples
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(_build_config.CUDA_ARCHS)
@@ -264,8 +303,13 @@ def test_wheel_installs_into_fresh_venv(tmp_path):
     assert whl.name.startswith(f"adaspa_ext-{_build_config.VERSION}-"), (whl.name, _build_config.VERSION)
     with zipfile.ZipFile(whl) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        wheel_tags = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/WHEEL"))).decode()
     requires = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
-    assert f"torch=={torch.__version__.split('+')[0]}" in requires, requires
+    if _build_config.STABLE_ABI:  # every torch from the target on, every CPython >= 3.10
+        assert f"torch>={build_facts.TORCH_TARGET}" in requires, requires
+        assert "-cp310-abi3-" in whl.name and "Tag: cp310-abi3-" in wheel_tags, (whl.name, wheel_tags)
+    else:
+        assert f"torch=={torch.__version__.split('+')[0]}" in requires, requires
     assert {"Provides-Extra: demo", "Provides-Extra: diffusers"} <= set(meta.splitlines())
     assert any(r.startswith("matplotlib") and 'extra == "demo"' in r for r in requires), requires
     assert any(r.startswith("tqdm") and 'extra == "demo"' in r for r in requires), requires

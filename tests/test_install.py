@@ -71,10 +71,12 @@ def test_benchmark_scripts_start_outside_the_repo(installed, tmp_path, script):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not found")
 def test_makefile_user_settings_win_and_sm90_gets_90a(tmp_path):
-    """ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST and MAX_JOBS from the environment reach the build
-    unchanged; a GPU of compute capability 9.0 is built for 9.0a (dry runs: make -n)."""
+    """ADASPA_BUILD_CUDA, TORCH_CUDA_ARCH_LIST, ADASPA_STABLE_ABI and MAX_JOBS from the environment
+    reach the build unchanged; a GPU of compute capability 9.0 is built for 9.0a; `make wheel`
+    defaults to the stable ABI and 8.0+PTX;9.0a (dry runs: make -n)."""
     # nothing of the outer environment or of an outer make (make test) may decide the outcome
-    drop = {"ADASPA_BUILD_CUDA", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    drop = {"ADASPA_BUILD_CUDA", "TORCH_CUDA_ARCH_LIST", "ADASPA_STABLE_ABI", "MAX_JOBS", "MAKEFLAGS", "MFLAGS",
+            "MAKELEVEL"}
     base = {k: v for k, v in os.environ.items() if k not in drop}
 
     def dry(target, env_extra=(), args=()):
@@ -90,3 +92,10 @@ def test_makefile_user_settings_win_and_sm90_gets_90a(tmp_path):
         out = dry(target, {"TORCH_CUDA_ARCH_LIST": ""}, ["GPU_CC=9.0"])  # as nvidia-smi reports an H100 / H200
         assert "ADASPA_BUILD_CUDA='1' TORCH_CUDA_ARCH_LIST='9.0a'" in out, out
         assert "pip install -q --no-build-isolation --no-deps -e ." in out, out
+    # make wheel: the stable-ABI wheel for sm_80 (+ PTX for newer GPUs) and sm_90a unless told otherwise
+    out = dry("wheel", {"TORCH_CUDA_ARCH_LIST": ""}, ["NVCC_FOUND=/usr/local/cuda/bin/nvcc"])
+    assert "ADASPA_BUILD_CUDA='1' TORCH_CUDA_ARCH_LIST='8.0+PTX;9.0a'" in out and "ADASPA_STABLE_ABI='1'" in out, out
+    assert "pip wheel -q --no-build-isolation --no-deps -w 'dist' ." in out, out
+    out = dry("wheel", dict(user, ADASPA_STABLE_ABI="0"))
+    assert "MAX_JOBS='3' ADASPA_BUILD_CUDA='0' TORCH_CUDA_ARCH_LIST='8.6;9.0a'" in out, out
+    assert "ADASPA_STABLE_ABI='0'" in out, out

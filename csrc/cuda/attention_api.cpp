@@ -1,10 +1,6 @@
 // CUDA bindings (host C++, no nvcc) of sparse_attn, attn_search and block_scores: validate, turn tensors into an
 // AttnParams, pick the kernel path, look the op's kernels up in the generated registry, launch them on the
 // current stream. kernel_path answers which path a call would take.
-#include <c10/cuda/CUDAStream.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
-
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -13,6 +9,7 @@
 #include "adaspa/tile_scheduler.h"
 #include "checks.h"
 #include "cuda/cuda_common.h"
+#include "torch_api.h"
 
 namespace adaspa {
 namespace {
@@ -87,12 +84,12 @@ PathRequest requested_path() {
 
 // The path an op runs on: hopper when the device is compute capability 9.0 and every kernel of
 // the op is compiled for the tuple on that path, else portable; ADASPA_KERNEL_PATH forces one.
-KernelPath choose_path(const OpKernels& ops, const Tuple& t, const at::Device& device) {
+KernelPath choose_path(const OpKernels& ops, const Tuple& t, int device) {
   const PathRequest req = requested_path();
   if (req == PathRequest::kPortable) return KernelPath::kPortable;
   int major = 0, minor = 0;
-  check_launch(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device.index()), ops.op);
-  check_launch(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device.index()), ops.op);
+  check_launch(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), ops.op);
+  check_launch(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), ops.op);
   const bool hopper_device = major == 9 && minor == 0;
   bool hopper_compiled = true;
   for (int i = 0; i < ops.n; ++i) hopper_compiled = hopper_compiled && find_entry(ops.kernels[i], KernelPath::kHopper, t);
@@ -111,12 +108,12 @@ KernelPath choose_path(const OpKernels& ops, const Tuple& t, const at::Device& d
   return KernelPath::kPortable;
 }
 
-Tuple tuple_of(const at::Tensor& q, int64_t head_dim, int64_t block_size) {
-  return {q.scalar_type() == at::kHalf ? DType::kFloat16 : DType::kBFloat16, head_dim, block_size};
+Tuple tuple_of(const Tensor& q, int64_t head_dim, int64_t block_size) {
+  return {q.scalar_type() == kHalf ? DType::kFloat16 : DType::kBFloat16, head_dim, block_size};
 }
 
 // The launchers of an op's kernels on the chosen path, in launch order.
-KernelPath find_kernels(const OpKernels& ops, const Tuple& t, const at::Device& device, KernelLauncher (&out)[2]) {
+KernelPath find_kernels(const OpKernels& ops, const Tuple& t, int device, KernelLauncher (&out)[2]) {
   const KernelPath path = choose_path(ops, t, device);
   for (int i = 0; i < ops.n; ++i) {
     const KernelEntry* e = find_entry(ops.kernels[i], path, t);
@@ -136,92 +133,91 @@ void check_grid(const char* op, const AttnShape& s) {
 
 bool empty_grid(const AttnShape& s) { return s.batch == 0 || s.heads == 0 || s.mq == 0; }
 
-void launch(const OpKernels& ops, const AttnShape& s, const at::Tensor& q, AttnParams& p) {
+void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParams& p) {
   KernelLauncher fns[2] = {nullptr, nullptr};
-  find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), q.device(), fns);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int device = tapi::device_index(q);
+  find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), device, fns);
+  const cudaStream_t stream = tapi::current_cuda_stream(device);
   for (int i = 0; i < ops.n; ++i) check_launch(fns[i](p, stream), ops.op);
 }
 
-std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                    const at::Tensor& idx, int64_t block_size,
-                                                    std::optional<double> scale) {
+std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
+                                            int64_t block_size, std::optional<double> scale) {
   const char* op = "sparse_attn";
   const AttnShape s = check_qkv(op, q, k, &v, block_size, scale);
   check_idx(op, idx, q, s);
   check_grid(op, s);
   ADASPA_CHECK_VALUE(idx.size(3) < (int64_t{1} << 31), "adaspa.", op, ": 'idx' rows must be shorter than 2^31");
-  const c10::cuda::CUDAGuard guard(q.device());
-  at::Tensor out = at::empty_like(q);
-  at::Tensor lse = at::empty({s.batch, s.heads, s.nq}, q.options().dtype(at::kFloat));
+  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
+  Tensor out = tapi::empty_like(q);
+  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
   if (empty_grid(s)) return {out, lse};
-  const at::Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
-  const at::Tensor idxc = idx.contiguous();
+  const Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
+  const Tensor idxc = tapi::contiguous(idx);
   AttnParams p = base_params(s);
   set_strides(p, qa, ka, &va, &out);
-  p.q = qa.data_ptr(), p.k = ka.data_ptr(), p.v = va.data_ptr(), p.out = out.data_ptr();
-  p.lse = lse.data_ptr<float>();
-  p.idx = idxc.data_ptr<int32_t>();
+  p.q = qa.const_data_ptr(), p.k = ka.const_data_ptr(), p.v = va.const_data_ptr(), p.out = out.mutable_data_ptr();
+  p.lse = lse.mutable_data_ptr<float>();
+  p.idx = idxc.const_data_ptr<int32_t>();
   p.kmax = static_cast<int>(idxc.size(3));
   launch(kSparseAttn, s, q, p);
   return {out, lse};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> attn_search_cuda(const at::Tensor& q, const at::Tensor& k,
-                                                                const at::Tensor& v, int64_t block_size,
-                                                                std::optional<double> scale) {
+std::tuple<Tensor, Tensor, Tensor> attn_search_cuda(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                    int64_t block_size, std::optional<double> scale) {
   const char* op = "attn_search";
   const AttnShape s = check_qkv(op, q, k, &v, block_size, scale);
   check_grid(op, s);
-  const c10::cuda::CUDAGuard guard(q.device());
-  at::Tensor out = at::empty_like(q);
-  at::Tensor lse = at::empty({s.batch, s.heads, s.nq}, q.options().dtype(at::kFloat));
-  at::Tensor scores = at::empty({s.batch, s.heads, s.mq, s.mk}, q.options().dtype(at::kFloat));
+  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
+  Tensor out = tapi::empty_like(q);
+  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
+  Tensor scores = tapi::new_empty(q, {s.batch, s.heads, s.mq, s.mk}, kFloat);
   if (empty_grid(s)) return {out, lse, scores};
-  const at::Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
+  const Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
   AttnParams p = base_params(s);
   set_strides(p, qa, ka, &va, &out);
-  p.q = qa.data_ptr(), p.k = ka.data_ptr(), p.v = va.data_ptr(), p.out = out.data_ptr();
-  p.lse = lse.data_ptr<float>();
-  p.scores = scores.data_ptr<float>();
+  p.q = qa.const_data_ptr(), p.k = ka.const_data_ptr(), p.v = va.const_data_ptr(), p.out = out.mutable_data_ptr();
+  p.lse = lse.mutable_data_ptr<float>();
+  p.scores = scores.mutable_data_ptr<float>();
   launch(kAttnSearch, s, q, p);
   return {out, lse, scores};
 }
 
-at::Tensor block_scores_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& lse, int64_t block_size,
-                             std::optional<double> scale) {
+Tensor block_scores_cuda(const Tensor& q, const Tensor& k, const Tensor& lse, int64_t block_size,
+                         std::optional<double> scale) {
   const char* op = "block_scores";
   const AttnShape s = check_qkv(op, q, k, nullptr, block_size, scale);
   check_lse(op, lse, q, s);
   check_grid(op, s);
-  const c10::cuda::CUDAGuard guard(q.device());
-  at::Tensor scores = at::empty({s.batch, s.heads, s.mq, s.mk}, q.options().dtype(at::kFloat));
+  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
+  Tensor scores = tapi::new_empty(q, {s.batch, s.heads, s.mq, s.mk}, kFloat);
   if (empty_grid(s)) return scores;
-  const at::Tensor qa = vector_aligned(q), ka = vector_aligned(k);
-  const at::Tensor lse_c = lse.contiguous();
+  const Tensor qa = vector_aligned(q), ka = vector_aligned(k);
+  const Tensor lse_c = tapi::contiguous(lse);
   AttnParams p = base_params(s);
   set_strides(p, qa, ka, nullptr, nullptr);
-  p.q = qa.data_ptr(), p.k = ka.data_ptr();
-  p.lse = const_cast<float*>(lse_c.data_ptr<float>());
-  p.scores = scores.data_ptr<float>();
+  p.q = qa.const_data_ptr(), p.k = ka.const_data_ptr();
+  p.lse = const_cast<float*>(lse_c.const_data_ptr<float>());
+  p.scores = scores.mutable_data_ptr<float>();
   launch(kBlockScores, s, q, p);
   return scores;
 }
 
-std::string kernel_path_cuda(const at::Tensor& q, int64_t block_size, std::string_view op) {
+std::string kernel_path_cuda(const Tensor& q, int64_t block_size, std::string_view op) {
   const OpKernels& ops = op_kernels(op);
   const AttnShape s = check_qkv(ops.op, q, q, nullptr, block_size, std::nullopt);
   KernelLauncher fns[2];
-  return path_name(find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), q.device(), fns));
+  return path_name(find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), tapi::device_index(q), fns));
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(adaspa, CUDA, m) {
-  m.impl("sparse_attn", &sparse_attn_cuda);
-  m.impl("attn_search", &attn_search_cuda);
-  m.impl("block_scores", &block_scores_cuda);
-  m.impl("kernel_path", &kernel_path_cuda);
+ADASPA_LIBRARY_IMPL(adaspa, CUDA, m) {
+  m.impl("sparse_attn", ADASPA_KERNEL(&sparse_attn_cuda));
+  m.impl("attn_search", ADASPA_KERNEL(&attn_search_cuda));
+  m.impl("block_scores", ADASPA_KERNEL(&block_scores_cuda));
+  m.impl("kernel_path", ADASPA_KERNEL(&kernel_path_cuda));
 }
 
 }  // namespace adaspa

@@ -1,12 +1,13 @@
 // Helpers shared by the CUDA bindings: launch-error reporting and input alignment.
 #pragma once
 
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "build_info.h"
 #include "error.h"
+#include "torch_api.h"
 
 namespace adaspa {
 
@@ -25,10 +26,10 @@ inline void check_launch(cudaError_t err, const char* op) {
 
 // The kernels move 16-byte vectors: the base must be 16-byte aligned and every batch / head /
 // row stride (of a dim longer than 1) a multiple of 8 elements. Anything else is copied once.
-inline at::Tensor vector_aligned(const at::Tensor& t) {
+inline Tensor vector_aligned(const Tensor& t) {
   bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
   for (int d = 0; d < 3; ++d) ok = ok && (t.size(d) <= 1 || t.stride(d) % 8 == 0);
-  return ok ? t : t.contiguous();
+  return ok ? t : tapi::contiguous(t);
 }
 
 }  // namespace adaspa
