@@ -106,7 +106,7 @@ class AdaSpaProcessor:
         self.forward = forward
         self.states = session.layer_states(key)
         fn = type(original).__call__
-        if family.hook_name not in fn.__code__.co_names:
+        if family.hook_name not in getattr(getattr(fn, "__code__", None), "co_names", ()):
             if family.generic:
                 raise TypeError(_refuse(f"{type(original).__name__}.__call__ does not call '{family.hook_name}', "
                                         "so the generic route cannot reroute its attention"))
