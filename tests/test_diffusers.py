@@ -229,7 +229,8 @@ def test_apply_twice_and_unsupported_models_raise():
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_torch_compile_repeated_blocks(backend):
     """No graph break inside attention (fullgraph), at most 4 graphs per block over a 50-step run
-    (dense, fused search, sparse, cached search), and the same outputs as eager."""
+    with cond and uncond as separate forwards (dense, fused search, sparse, cached search: not per
+    CFG branch), and the same outputs as eager."""
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     model, call = tiny_models.wan(num_layers=3)
@@ -237,11 +238,11 @@ def test_torch_compile_repeated_blocks(backend):
     cfg = AdaSpaConfig(sparsity=0.5, num_steps=steps, warmup_steps=2, search_steps=(2, 6)) if steps < 50 else AdaSpaConfig()
     session = AD.apply(model, cfg)
     with torch.no_grad():
-        eager = [call(t) for t in TIMESTEPS[:steps]]
+        eager = [call(t, b) for t in TIMESTEPS[:steps] for b in (0, 1)]
         session.reset()
         counters.clear()
         model.compile_repeated_blocks(backend=backend, fullgraph=True)
-        compiled = [call(t) for t in TIMESTEPS[:steps]]
+        compiled = [call(t, b) for t in TIMESTEPS[:steps] for b in (0, 1)]
     assert counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
     assert not counters["graph_break"]
     for e, c in zip(eager, compiled):

@@ -105,6 +105,7 @@ class AdaSpaProcessor:
         self.family = family
         self.forward = forward
         self.states = session.layer_states(key)
+        self.state = branch_state(self.states, 0)  # this forward's state, set by the pre-hook
         fn = type(original).__call__
         if family.hook_name not in getattr(getattr(fn, "__code__", None), "co_names", ()):
             if family.generic:
@@ -134,10 +135,9 @@ class AdaSpaProcessor:
 
     def _attend(self, q, k, v):  # [B, H, N, D]
         text = TextSpec(self._text_len, bool(self.family.text_first)) if self._text_len else TextSpec()
-        # The state comes from the list this processor holds, not a lookup by layer key, so
-        # compiled blocks share their graphs.
-        state = branch_state(self.states, self.session.branch)
-        return adaspa_attention(q, k, v, state, self.session, text, self.key)
+        # The pre-hook picked this branch's state outside the compiled region: compiled blocks share
+        # their graphs across layers and CFG branches (no guard on the branch or the list's length).
+        return adaspa_attention(q, k, v, self.state, self.session, text, self.key)
 
     def _check_generic(self, query, key, attn_mask):
         expected = self.forward.video_tokens
@@ -245,7 +245,7 @@ class _Steps:
         return scheduler
 
 
-def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Steps, seen: _Forward):
+def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Steps, seen: _Forward, procs: list):
     params = list(inspect.signature(forward).parameters)
 
     def arg(name, args, kwargs):
@@ -264,6 +264,8 @@ def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Step
             t = get(family.timestep_arg)
             if t is not None:  # per-token timesteps (Wan 2.2 TI2V): the largest is the step's
                 session.begin_forward(float(t.max()) if isinstance(t, torch.Tensor) else float(t))
+        for p in procs:
+            p.state = branch_state(p.states, session.branch)
         session.text_valid = family.text_valid(get) if family.text_valid else None
         if family.generic:
             seen.video_tokens = _video_tokens(module, get("hidden_states"))
@@ -316,7 +318,8 @@ def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_atten
         originals = [(attn, attn.processor) for attn, _ in procs]
         for attn, proc in procs:
             attn.set_processor(proc)
-        handle = tr.register_forward_pre_hook(_make_pre_hook(session, fam, tr.forward, tracker, seen), with_kwargs=True)
+        hook = _make_pre_hook(session, fam, tr.forward, tracker, seen, [p for _, p in procs])
+        handle = tr.register_forward_pre_hook(hook, with_kwargs=True)
         tr._adaspa = (session, originals, handle, scheduler if steps == "scheduler" else None)
     return session
 
