@@ -20,6 +20,14 @@ else
   export PYTHONPATH=$PWD
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+# with_clocks FILE MS CMD...: SM clock, power and temperature every MS ms while CMD runs (what moves single timings)
+with_clocks() {
+  local file=$1 ms=$2; shift 2
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms "$ms" > "$file" 2>&1 &
+  local smi=$!
+  "$@"
+  kill $smi 2>/dev/null || true
+}
 for s in $stages; do
   case $s in
     build)
@@ -32,11 +40,8 @@ for s in $stages; do
       grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
       grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 ;;
     bench)
-      # SM clock, power and temperature every 200 ms while it runs (what moves single timings)
-      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 200 > "$OUT/clocks.csv" 2>&1 &
-      smi=$!
-      python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" > "$OUT/bench_kernels.txt" 2>&1
-      kill $smi 2>/dev/null || true
+      with_clocks "$OUT/clocks.csv" 200 python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" \
+        > "$OUT/bench_kernels.txt" 2>&1
       tail -n 45 "$OUT/bench_kernels.txt" ;;
     sanitize)
       bash benchmarks/sanitize.sh > "$OUT/sanitize.log" 2>&1; tail -20 "$OUT/sanitize.log" ;;
@@ -44,10 +49,8 @@ for s in $stages; do
       python3 -m adaspa_ext.demo ${DEMO_ARGS:-} --out "$OUT/demo" > "$OUT/demo.txt" 2>&1
       grep -v "step/s" "$OUT/demo.txt" | tail -n 14 ;;
     e2e)
-      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 1000 > "$OUT/clocks_e2e.csv" 2>&1 &
-      smi=$!
-      python3 benchmarks/bench_e2e.py ${E2E_ARGS:-} --json "$OUT/bench_e2e.json" > "$OUT/bench_e2e.txt" 2>&1
-      kill $smi 2>/dev/null || true
+      with_clocks "$OUT/clocks_e2e.csv" 1000 python3 benchmarks/bench_e2e.py ${E2E_ARGS:-} --json "$OUT/bench_e2e.json" \
+        > "$OUT/bench_e2e.txt" 2>&1
       tail -n 25 "$OUT/bench_e2e.txt" ;;
     schedule)
       python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1

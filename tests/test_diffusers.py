@@ -141,8 +141,11 @@ def test_manual_steps():
         AD.apply(model, cfg, steps="scheduler")
 
 
-def test_phase_log_50_steps_separate_cfg_branches():
-    model, call = tiny_models.wan()
+@pytest.mark.parametrize("family", ["wan", "wan2.2-ti2v"])
+def test_phase_log_50_steps_separate_cfg_branches(family):
+    """Cond and uncond as separate forwards; Wan 2.2 TI2V passes one timestep per token with the
+    first frame's at 0 (image-to-video): the step is the largest."""
+    model, call = tiny_models.FAMILIES[family]()
     cfg = AdaSpaConfig()
     session = AD.apply(model, cfg)
     with torch.no_grad():
@@ -166,20 +169,6 @@ def test_phase_log_50_steps_single_call_per_step(family):
             assert torch.isfinite(call(t)).all()
     layers = sorted({key for _, _, key, _ in session.log})
     assert session.log == [(s, 0, key, expected_phase(cfg, s)) for s in range(50) for key in layers]
-    AD.remove(model)
-
-
-def test_wan22_ti2v_per_token_timesteps():
-    """One timestep per token, the first frame's 0 (image-to-video): the step is the largest."""
-    model, call = tiny_models.wan22_ti2v()
-    cfg = AdaSpaConfig()
-    session = AD.apply(model, cfg)
-    with torch.no_grad():
-        for t in TIMESTEPS:
-            for branch in (0, 1):
-                call(t, branch)
-    assert session.log == [(s, br, (0, layer), expected_phase(cfg, s)) for s in range(50) for br in (0, 1)
-                           for layer in range(2)]
     AD.remove(model)
 
 
