@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One device-machine session: build against that machine's torch, run the tests (GPU ones
 # included), then the kernel benchmark. Logs go to $OUT (the device tool brings them back).
-# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [demo]   (default: build test bench)
+# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [demo] [e2e]   (default: build test bench)
 # smoke: the op tests on small odd shapes only, under a short time limit; a failure or a hang there
 # stops the session before the long stages. Every stage runs under STAGE_TIMEOUT seconds (default 480).
+# Wheels in .whl/ (benchmarks/fetch_wheels.sh: diffusers, the CUTLASS headers) are installed first,
+# offline, into /tmp/site ahead of the machine's own packages. e2e: benchmarks/bench_e2e.py with
+# $E2E_ARGS (e.g. "--models wan1.3b-480p --full-loop wan1.3b-480p"), JSON in $OUT/bench_e2e.json.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -12,11 +15,22 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
+  if ls .whl/diffusers-*.whl >/dev/null 2>&1; then  # diffusers needs the machine's huggingface_hub 1.x (>= 1.32)
+    python3 -c "import diffusers, huggingface_hub as h; print('diffusers', diffusers.__version__, '| huggingface_hub', h.__version__); assert h.__version__.split('.')[0] == '1'" || exit 1
+  fi
 else
   export PYTHONPATH=$PWD
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 T="timeout ${STAGE_TIMEOUT:-480}"
+# with_clocks FILE MS CMD...: SM clock, power and temperature every MS ms while CMD runs (what moves single timings)
+with_clocks() {
+  local file=$1 ms=$2; shift 2
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms "$ms" > "$file" 2>&1 &
+  local smi=$!
+  "$@"
+  kill $smi 2>/dev/null || true
+}
 for s in $stages; do
   case $s in
     smoke)
@@ -33,17 +47,18 @@ for s in $stages; do
       grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
       grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 ;;
     bench)
-      # SM clock, power and temperature every 200 ms while it runs (what moves single timings)
-      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 200 > "$OUT/clocks.csv" 2>&1 &
-      smi=$!
-      $T python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" > "$OUT/bench_kernels.txt" 2>&1
-      kill $smi 2>/dev/null || true
+      with_clocks "$OUT/clocks.csv" 200 $T python3 benchmarks/bench_kernels.py ${BENCH_ARGS:-} --csv "$OUT/bench_kernels.csv" \
+        > "$OUT/bench_kernels.txt" 2>&1
       tail -n 45 "$OUT/bench_kernels.txt" ;;
     sanitize)
       $T bash benchmarks/sanitize.sh > "$OUT/sanitize.log" 2>&1; tail -20 "$OUT/sanitize.log" ;;
     demo)
       $T python3 -m adaspa_ext.demo ${DEMO_ARGS:-} --out "$OUT/demo" > "$OUT/demo.txt" 2>&1
       grep -v "step/s" "$OUT/demo.txt" | tail -n 14 ;;
+    e2e)
+      with_clocks "$OUT/clocks_e2e.csv" 1000 $T python3 benchmarks/bench_e2e.py ${E2E_ARGS:-} --json "$OUT/bench_e2e.json" \
+        > "$OUT/bench_e2e.txt" 2>&1
+      tail -n 25 "$OUT/bench_e2e.txt" ;;
     schedule)
       $T python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1
       tail -n 40 "$OUT/bench_schedule.txt" ;;

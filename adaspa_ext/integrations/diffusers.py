@@ -1,4 +1,4 @@
-"""One call to run AdaSpa inside diffusers' HunyuanVideo, Wan 2.1 / 2.2 and CogVideoX pipelines.
+"""One call to run AdaSpa inside diffusers' video pipelines.
 
     import adaspa_ext
     from adaspa_ext.integrations import diffusers as adaspa_diffusers
@@ -6,13 +6,24 @@
     video = pipe(prompt, num_inference_steps=50).frames[0]
     adaspa_diffusers.remove(pipe)
 
+Known families (FAMILIES): HunyuanVideo, HunyuanVideo 1.5, Wan 2.1 / 2.2 (TI2V 5B and both A14B
+experts), CogVideoX / CogVideoX1.5. Any other transformer whose video self-attention goes through
+diffusers' `dispatch_attention_fn` with nothing but video tokens in the sequence takes the generic
+route: `apply(pipe, config, self_attention="attn1")` names the attention module of its blocks.
+The generic route checks at every call that the sequence holds exactly the video tokens of the
+input (no text, no mask, no cross-attention) and raises otherwise; a model that is neither known
+nor routed is refused with the list of families.
+
 How it hooks in, without subclassing anything of the user's:
   * every self-attention processor is wrapped; the wrapper runs diffusers' own processor code
     (projections, QK norms, RoPE) with its attention call rerouted to `adaspa_attention`;
-  * a forward pre-hook on each transformer reads the timestep: a new value is the next
-    denoising step, a repeated value the next CFG branch of the same step, a larger one a new
-    generation (the pipelines' own loops need no change). HunyuanVideo's text padding mask is
-    read there too, once per forward.
+  * a forward pre-hook on each transformer sets the denoising step and CFG branch and reads what
+    the family needs (HunyuanVideo's text padding, the generic route's token count) once per
+    forward. Steps: with a pipeline, from its scheduler (each `scheduler.step` ends a step, each
+    forward in between is the next CFG branch, `set_timesteps` starts a new generation); with a
+    bare transformer, from the timestep (a new value is the next step, a repeated one the next
+    branch, a larger one a new generation); or set by the caller (`steps="manual"`:
+    `session.set_step(step, branch)` before each forward).
 Pinned against diffusers 0.42.1: the wrapped processors must reference the names listed in
 FAMILIES (checked at apply time, with a clear error otherwise).
 """
@@ -22,6 +33,7 @@ import functools
 import inspect
 import types
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,40 +41,76 @@ import torch.nn.functional as F
 from ..config import AdaSpaConfig
 from ..runtime import AdaSpaSession, TextSpec, adaspa_attention, branch_state
 
-__all__ = ["apply", "remove", "FAMILIES"]
+__all__ = ["apply", "remove", "FAMILIES", "Family"]
+
+
+def _valid_from_mask(get) -> tuple[int, ...]:
+    """HunyuanVideo: [video | text], the text's valid tokens first, counted by its attention mask."""
+    return tuple(int(x) for x in get("encoder_attention_mask").sum(dim=1).tolist())
+
+
+def _valid_hunyuan15(get) -> tuple[int, ...]:
+    """HunyuanVideo 1.5 joins image, ByT5 and MLLM tokens into one text segment, valid tokens of
+    all three first (the transformer's own reordering); image tokens are valid unless every
+    image embedding is zero (text-to-video)."""
+    n = get("encoder_attention_mask").bool().sum(dim=1) + get("encoder_attention_mask_2").bool().sum(dim=1)
+    image = get("image_embeds")
+    if image is not None and not bool(torch.all(image == 0)):
+        n = n + image.shape[1]
+    return tuple(int(x) for x in n.tolist())
 
 
 @dataclass(frozen=True)
 class Family:
-    blocks: tuple[str, ...]   # transformer attributes holding the blocks
-    attn: str                 # attention module attribute of a block (self-attention only)
-    hook_name: str            # global the processor's __call__ uses for attention:
-                              # dispatch_attention_fn ([B, N, H, D]) or F (F.sdpa, [B, H, N, D])
-    text_first: bool | None   # None: no text in self-attention
+    blocks: tuple[str, ...] | None  # transformer attributes holding the blocks; None: every module that
+                                    # has an `attn` child (the generic route)
+    attn: str                       # attention module attribute of a block (self-attention only)
+    hook_name: str                  # global the processor's __call__ uses for attention:
+                                    # dispatch_attention_fn ([B, N, H, D]) or F (F.sdpa, [B, H, N, D])
+    text_first: bool | None         # None: no text in self-attention
     timestep_arg: str = "timestep"
-    text_mask_arg: str | None = None
+    text_valid: Callable | None = None  # get(forward arg name) -> valid text tokens per batch element
+    generic: bool = False           # checked at every call: video tokens only, no mask
 
 
 FAMILIES = {
     "HunyuanVideoTransformer3DModel": Family(("transformer_blocks", "single_transformer_blocks"), "attn",
-                                             "dispatch_attention_fn", False,
-                                             text_mask_arg="encoder_attention_mask"),
+                                             "dispatch_attention_fn", False, text_valid=_valid_from_mask),
+    "HunyuanVideo15Transformer3DModel": Family(("transformer_blocks",), "attn", "dispatch_attention_fn", False,
+                                               text_valid=_valid_hunyuan15),
     "WanTransformer3DModel": Family(("blocks",), "attn1", "dispatch_attention_fn", None),
     "CogVideoXTransformer3DModel": Family(("transformer_blocks",), "attn1", "F", True),
 }
+
+_GENERIC_HINT = ("a transformer whose video self-attention calls diffusers' dispatch_attention_fn with only video "
+                 "tokens in the sequence can use apply(..., self_attention='<attention attribute of its blocks>')")
+
+
+def _refuse(what: str) -> str:
+    return f"adaspa: {what}; supported families: {sorted(FAMILIES)}; {_GENERIC_HINT}"
+
+
+class _Forward:
+    """What the pre-hook learned about the current forward, shared by one transformer's processors."""
+    video_tokens: int | None = None
 
 
 class AdaSpaProcessor:
     """Runs the original processor's code with its attention call sent to AdaSpa."""
 
-    def __init__(self, original, session: AdaSpaSession, key, family: Family):
+    def __init__(self, original, session: AdaSpaSession, key, family: Family, forward: _Forward):
         self.original = original
         self.session = session
         self.key = key
         self.family = family
+        self.forward = forward
         self.states = session.layer_states(key)
+        self.state = branch_state(self.states, 0)  # this forward's state, set by the pre-hook
         fn = type(original).__call__
-        if family.hook_name not in fn.__code__.co_names:
+        if family.hook_name not in getattr(getattr(fn, "__code__", None), "co_names", ()):
+            if family.generic:
+                raise TypeError(_refuse(f"{type(original).__name__}.__call__ does not call '{family.hook_name}', "
+                                        "so the generic route cannot reroute its attention"))
             raise RuntimeError(
                 f"adaspa: {type(original).__name__}.__call__ no longer calls '{family.hook_name}'; this diffusers "
                 "version is not supported by adaspa_ext.integrations.diffusers (pinned: 0.42.1)")
@@ -78,20 +126,36 @@ class AdaSpaProcessor:
         self._text_len = 0
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        if self.family.generic and encoder_hidden_states is not None:
+            raise ValueError(_refuse(f"{type(self.original).__name__} (layer {self.key}) is given encoder_hidden_states: "
+                                     "text or other tokens join this attention, which the generic route does not handle"))
         self._text_len = 0 if encoder_hidden_states is None or self.family.text_first is None \
             else encoder_hidden_states.shape[1]
         return self._call(self.original, attn, hidden_states, encoder_hidden_states, *args, **kwargs)
 
     def _attend(self, q, k, v):  # [B, H, N, D]
         text = TextSpec(self._text_len, bool(self.family.text_first)) if self._text_len else TextSpec()
-        # The state comes from the list this processor holds, not a lookup by layer key, so
-        # compiled blocks share their graphs.
-        state = branch_state(self.states, self.session.branch)
-        return adaspa_attention(q, k, v, state, self.session, text, self.key)
+        # The pre-hook picked this branch's state outside the compiled region: compiled blocks share
+        # their graphs across layers and CFG branches (no guard on the branch or the list's length).
+        return adaspa_attention(q, k, v, self.state, self.session, text, self.key)
+
+    def _check_generic(self, query, key, attn_mask):
+        expected = self.forward.video_tokens
+        problem = ("it passes an attention mask" if attn_mask is not None else
+                   f"keys ({key.shape[1]}) and queries ({query.shape[1]}) differ in length (cross-attention)"
+                   if key.shape[1] != query.shape[1] else
+                   "the number of video tokens of the input is unknown (hidden_states neither [B, N, C] nor "
+                   "[B, C, F, H, W] / [B, F, C, H, W] with the config's in_channels)" if expected is None else
+                   f"its sequence has {query.shape[1]} tokens, the input {expected} video tokens (other tokens "
+                   "join the sequence)" if query.shape[1] != expected else None)
+        if problem:
+            raise ValueError(_refuse(f"layer {self.key}: {problem}"))
 
     def _dispatch(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
         # diffusers' dispatch_attention_fn: [B, N, H, D] in and out. attn_mask is HunyuanVideo's
         # text padding mask, which the session already holds as valid text lengths.
+        if self.family.generic:
+            self._check_generic(query, key, attn_mask)
         out = self._attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
         return out.transpose(1, 2)
 
@@ -110,20 +174,78 @@ def _processor_class(original_type: type) -> type:
     return type(f"AdaSpa{original_type.__name__}", (AdaSpaProcessor,), {"__call__": call})
 
 
-def _transformers(obj):
-    if isinstance(obj, torch.nn.Module) and type(obj).__name__ in FAMILIES:
+def _transformers(obj, generic: bool):
+    if isinstance(obj, torch.nn.Module) and (type(obj).__name__ in FAMILIES or generic):
         return [obj]
     found = [getattr(obj, n, None) for n in ("transformer", "transformer_2")]
-    found = [t for t in found if t is not None]
+    found = [t for t in found if isinstance(t, torch.nn.Module)]
     if not found:
-        raise TypeError(f"adaspa: expected a diffusers pipeline or one of {sorted(FAMILIES)}, got {type(obj).__name__}")
+        raise TypeError(_refuse(f"expected a diffusers pipeline or transformer, got {type(obj).__name__}"))
     for t in found:
-        if type(t).__name__ not in FAMILIES:
-            raise TypeError(f"adaspa: unsupported transformer {type(t).__name__}; supported: {sorted(FAMILIES)}")
+        if type(t).__name__ not in FAMILIES and not generic:
+            raise TypeError(_refuse(f"unsupported transformer {type(t).__name__}"))
     return found
 
 
-def _make_pre_hook(session: AdaSpaSession, family: Family, forward):
+def _attention_modules(tr, fam: Family) -> list:
+    if fam.blocks is not None:
+        return [getattr(block, fam.attn) for name in fam.blocks for block in getattr(tr, name, [])]
+    mods = [getattr(m, fam.attn) for _, m in tr.named_modules()
+            if isinstance(getattr(m, fam.attn, None), torch.nn.Module) and hasattr(getattr(m, fam.attn), "processor")]
+    if not mods:
+        raise TypeError(_refuse(f"{type(tr).__name__} has no module with an attention child '{fam.attn}'"))
+    return mods
+
+
+def _video_tokens(tr, x) -> int | None:
+    """Video tokens of a transformer input: N of [B, N, C], or F H W over the config's patch sizes
+    of [B, C, F, H, W] / [B, F, C, H, W]; None when neither fits."""
+    if not isinstance(x, torch.Tensor):
+        return None
+    if x.ndim == 3:
+        return x.shape[1]
+    cfg = getattr(tr, "config", None)
+    c = getattr(cfg, "in_channels", None)
+    if x.ndim != 5 or c is None:
+        return None
+    if x.shape[1] == c:
+        f, h, w = x.shape[2:]
+    elif x.shape[2] == c:
+        f, h, w = x.shape[1], x.shape[3], x.shape[4]
+    else:
+        return None
+    p = getattr(cfg, "patch_size", 1)
+    pt, ph, pw = tuple(p) if isinstance(p, (tuple, list)) else (getattr(cfg, "patch_size_t", None) or 1, p, p)
+    return (f // pt) * (h // ph) * (w // pw)
+
+
+class _Steps:
+    """Step / branch counting from a pipeline's scheduler (mode 'scheduler'), from timesteps
+    ('timestep'), or by the caller ('manual')."""
+
+    def __init__(self, mode: str):
+        self.mode, self.step, self.branch = mode, 0, 0
+
+    def track(self, scheduler, session: AdaSpaSession):
+        step, set_timesteps = scheduler.step, scheduler.set_timesteps
+
+        @functools.wraps(step)  # keeps the signature: pipelines inspect it
+        def step_(*args, **kwargs):
+            out = step(*args, **kwargs)
+            self.step, self.branch = self.step + 1, 0
+            return out
+
+        @functools.wraps(set_timesteps)
+        def set_timesteps_(*args, **kwargs):
+            session.reset()
+            self.step = self.branch = 0
+            return set_timesteps(*args, **kwargs)
+
+        scheduler.step, scheduler.set_timesteps = step_, set_timesteps_
+        return scheduler
+
+
+def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Steps, seen: _Forward, procs: list):
     params = list(inspect.signature(forward).parameters)
 
     def arg(name, args, kwargs):
@@ -134,44 +256,84 @@ def _make_pre_hook(session: AdaSpaSession, family: Family, forward):
 
     @torch.compiler.disable
     def hook(module, args, kwargs):
-        t = arg(family.timestep_arg, args, kwargs)
-        if t is not None:
-            session.begin_forward(float(t.flatten()[0]) if isinstance(t, torch.Tensor) else float(t))
-        mask = arg(family.text_mask_arg, args, kwargs) if family.text_mask_arg else None
-        session.text_valid = tuple(int(x) for x in mask.sum(dim=1).tolist()) if mask is not None else None
+        get = functools.partial(arg, args=args, kwargs=kwargs)
+        if steps.mode == "scheduler":
+            session.set_step(steps.step, steps.branch)
+            steps.branch += 1
+        elif steps.mode == "timestep":
+            t = get(family.timestep_arg)
+            if t is not None:  # per-token timesteps (Wan 2.2 TI2V): the largest is the step's
+                session.begin_forward(float(t.max()) if isinstance(t, torch.Tensor) else float(t))
+        for p in procs:
+            p.state = branch_state(p.states, session.branch)
+        session.text_valid = family.text_valid(get) if family.text_valid else None
+        if family.generic:
+            seen.video_tokens = _video_tokens(module, get("hidden_states"))
         return None
 
     return hook
 
 
-def apply(pipe_or_transformer, config: AdaSpaConfig | None = None) -> AdaSpaSession:
+def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_attention: str | None = None,
+          steps: str = "auto") -> AdaSpaSession:
     """Wrap the self-attention processors of the pipeline's transformer(s) (both experts of Wan
-    2.2) and start tracking steps. Returns the session (phase log, cache size, reset())."""
-    session = AdaSpaSession(config or AdaSpaConfig())
-    for ti, tr in enumerate(_transformers(pipe_or_transformer)):
+    2.2 A14B) and start tracking steps. Returns the session (phase log, cache size, reset()).
+
+    self_attention: for a transformer of no known family, the attribute of its blocks that holds
+        the video self-attention (e.g. "attn1"): the generic route (see the module docstring).
+    steps: "auto" (the pipeline's scheduler when there is one, else the timestep), "scheduler",
+        "timestep", or "manual" (the caller calls session.set_step(step, branch) before each forward).
+    """
+    if steps not in ("auto", "scheduler", "timestep", "manual"):
+        raise ValueError(f"adaspa: steps must be 'auto', 'scheduler', 'timestep' or 'manual', got {steps!r}")
+    scheduler = getattr(pipe_or_transformer, "scheduler", None)
+    has_scheduler = callable(getattr(scheduler, "step", None)) and callable(getattr(scheduler, "set_timesteps", None))
+    if steps == "scheduler" and not has_scheduler:
+        raise ValueError("adaspa: steps='scheduler' needs a pipeline with a scheduler")
+    if steps == "auto":
+        steps = "scheduler" if has_scheduler else "timestep"
+    transformers = _transformers(pipe_or_transformer, self_attention is not None)
+    for tr in transformers:
         if hasattr(tr, "_adaspa"):
             raise RuntimeError("adaspa: already applied to this transformer; call remove() first")
-        fam = FAMILIES[type(tr).__name__]
-        originals = []
-        li = 0
-        for blocks_name in fam.blocks:
-            for block in getattr(tr, blocks_name, []):
-                attn = getattr(block, fam.attn)
-                originals.append((attn, attn.processor))
-                attn.set_processor(_processor_class(type(attn.processor))(attn.processor, session, (ti, li), fam))
-                li += 1
-        handle = tr.register_forward_pre_hook(_make_pre_hook(session, fam, tr.forward), with_kwargs=True)
-        tr._adaspa = (session, originals, handle)
+    session = AdaSpaSession(config or AdaSpaConfig())
+    tracker = _Steps(steps)
+    plans = []  # every processor is built (and checked) before anything of the user's changes
+    for ti, tr in enumerate(transformers):
+        name = type(tr).__name__
+        if name in FAMILIES:
+            fam = FAMILIES[name]
+            if self_attention is not None and self_attention != fam.attn:
+                raise ValueError(f"adaspa: {name} is a known family whose self-attention is '{fam.attn}', "
+                                 f"not '{self_attention}'")
+        else:
+            fam = Family(None, self_attention, "dispatch_attention_fn", None, generic=True)
+        seen = _Forward()
+        procs = [(attn, _processor_class(type(attn.processor))(attn.processor, session, (ti, li), fam, seen))
+                 for li, attn in enumerate(_attention_modules(tr, fam))]
+        plans.append((tr, fam, seen, procs))
+    if steps == "scheduler":
+        tracker.track(scheduler, session)
+    for tr, fam, seen, procs in plans:
+        originals = [(attn, attn.processor) for attn, _ in procs]
+        for attn, proc in procs:
+            attn.set_processor(proc)
+        hook = _make_pre_hook(session, fam, tr.forward, tracker, seen, [p for _, p in procs])
+        handle = tr.register_forward_pre_hook(hook, with_kwargs=True)
+        tr._adaspa = (session, originals, handle, scheduler if steps == "scheduler" else None)
     return session
 
 
 def remove(pipe_or_transformer) -> None:
-    """Restore the original processors and drop the step hook."""
-    for tr in _transformers(pipe_or_transformer):
+    """Restore the original processors and scheduler, and drop the step hook."""
+    for tr in _transformers(pipe_or_transformer, generic=True):
         if not hasattr(tr, "_adaspa"):
             continue
-        _, originals, handle = tr._adaspa
+        _, originals, handle, scheduler = tr._adaspa
         for attn, proc in originals:
             attn.set_processor(proc)
         handle.remove()
+        if scheduler is not None:  # the wrappers are instance attributes over the class's methods
+            scheduler.__dict__.pop("step", None)
+            scheduler.__dict__.pop("set_timesteps", None)
         del tr._adaspa
