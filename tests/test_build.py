@@ -124,7 +124,8 @@ def test_generated_tuples_and_filters(tmp_path, monkeypatch):
     portable = generate_kernels.tuples(["8.0"])
     assert len(portable) == 24 and ("flash_sparse", "sm80", "bf16", 128, 64) in portable
     hopper = set(generate_kernels.tuples(["8.0", "9.0a"])) - set(portable)
-    assert hopper == {("flash_sparse", "sm90", dt, d, b) for dt in ("fp16", "bf16") for d in (64, 128) for b in (64, 128)}
+    assert hopper == {(k, "sm90", dt, d, b) for k in ("flash_sparse", "flash_dense", "score")
+                      for dt in ("fp16", "bf16") for d in (64, 128) for b in (64, 128)}
     monkeypatch.setenv("ADASPA_DTYPES", "bf16")
     monkeypatch.setenv("ADASPA_HEAD_DIMS", "128")
     paths = generate_kernels.generate(tmp_path, ["8.0"])
@@ -133,7 +134,9 @@ def test_generated_tuples_and_filters(tmp_path, monkeypatch):
                                                       for k in ("flash_sparse", "flash_dense", "score")
                                                       for b in (64, 128)])
     names = sorted(p.name for p in generate_kernels.generate(tmp_path, ["8.0", "9.0a"]))
-    assert [n for n in names if "_sm90_" in n] == ["flash_sparse_sm90_bf16_hd128_bs128.cu", "flash_sparse_sm90_bf16_hd128_bs64.cu"]
+    assert [n for n in names if "_sm90_" in n] == sorted(f"{k}_sm90_bf16_hd128_bs{b}.cu"
+                                                         for k in ("flash_sparse", "flash_dense", "score")
+                                                         for b in (64, 128))
     registry = (tmp_path / "kernel_registry.cu").read_text()
     assert "KernelPath::kPortable, DType::kBFloat16, 128, 64, &run_sm80<Kernel::kFlashSparse, DType::kBFloat16, 128, 64>" in registry
     monkeypatch.setenv("ADASPA_DTYPES", "fp8")

@@ -79,6 +79,8 @@ def _grad_inputs(device):
 def test_backward_raises_forward_only(device, compiled):
     """Inputs may require grad (the forward runs, outputs carry a grad_fn), but asking for a
     gradient raises NotImplementedError naming the op instead of leaving q.grad = None."""
+    for op in ("attn_search", "sparse_attn", "block_scores"):
+        require_kernels(device, op, torch.bfloat16, 64, 64)
     torch._dynamo.reset()
     q, k, v = _grad_inputs(device)
     keep = torch.tensor([1, 3], dtype=torch.int32, device=device)
@@ -103,6 +105,7 @@ def test_backward_raises_forward_only(device, compiled):
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck_with_inputs_requiring_grad(device):
     """The autograd registration itself passes opcheck's schema / registration checks."""
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
     q, k, v = _grad_inputs(device)
     idx = random_idx(1, 2, 4, 4, 3, density=0.5, device=device)
     torch.library.opcheck(torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, None),
