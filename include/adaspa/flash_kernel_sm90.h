@@ -474,6 +474,16 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
 }
 
+// Launch one CTA per T::kBlockM query rows, head and batch entry, with T's dynamic shared memory.
+template <typename T, typename Kernel, typename Params>
+cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream) {
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
+  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  return cudaGetLastError();
+}
+
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false>
@@ -489,12 +499,7 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
                                                           p.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
-  auto kernel = &flash_sm90_kernel<T>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
-  if (err != cudaSuccess) return err;
-  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
-  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
-  return cudaGetLastError();
+  return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
 }
 
 template <typename Element, int kHeadDim, int kBlockSize>

@@ -346,12 +346,7 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
                                                    typename T::SmemLayoutKVHalf{});
   prm.tma_v = make_tma_rows<Element, kHeadDim, 64>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
                                                    typename T::SmemLayoutKVHalf{});
-  auto kernel = &flash_wide_sm90_kernel<T>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
-  if (err != cudaSuccess) return err;
-  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
-  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
-  return cudaGetLastError();
+  return launch_query_tiles<T>(&flash_wide_sm90_kernel<T>, prm, p, stream);
 }
 
 }  // namespace adaspa::sm90

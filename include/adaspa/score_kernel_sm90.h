@@ -292,12 +292,7 @@ cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
                                                           p.q_batch_stride, typename T::SmemLayoutQ{});
   prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride,
                                                           p.k_batch_stride, typename T::SmemLayoutK{}(_, _, _0{}));
-  auto kernel = &score_sm90_kernel<T>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
-  if (err != cudaSuccess) return err;
-  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
-  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
-  return cudaGetLastError();
+  return launch_query_tiles<T>(&score_sm90_kernel<T>, prm, p, stream);
 }
 
 }  // namespace adaspa::sm90
