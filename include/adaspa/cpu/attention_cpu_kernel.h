@@ -2,9 +2,10 @@
 // csrc/cpu/attention_cpu_{portable,avx2,avx512}.cpp. float32 math throughout. No torch headers.
 //
 // A work item is one (b, h, query block). Its rows are taken in strips of kRows = 64 query rows
-// (a 128-row block is two strips), the strip's rows lying across the vector lanes; a strip of at
-// most 32 rows (a block of 32 text rows, a short last query block) computes only the half of
-// the vectors that holds them. Every tile product keeps that layout:
+// (a 128-row block is two strips), the strip's rows lying across the vector lanes; in the flash
+// pass (sparse_attn, attn_search) a strip of at most 32 rows (a block of 32 text rows, a short
+// last query block) computes only the half of the vectors that holds them. Every tile product
+// keeps that layout:
 //   St[c][r] = sum_i K[c][i] * Qt[i][r]                      (one key block, c < cols)
 //   Ot[j][r] = alpha[r] * Ot[j][r] + sum_c V[c][j] * St[c][r]  (St holds P by then)
 // so K and V are read in place with any row stride (a broadcast per element, no packing), Q is
@@ -230,33 +231,26 @@ inline void search_scores(int nb, const Work& w, float* scores) {
 }
 
 // block_scores: scores[j] += sum over the strip's rows and block j's keys of 2^(s - lse2).
-template <int V>
 inline void score_strip(const AttnParams& p, int bs, int d, const float* k, int nb, const Work& w, float* scores) {
   for (int t = 0; t < nb; ++t) {
     const int64_t c0 = static_cast<int64_t>(w.blocks[t]) * bs;
     const int cols = static_cast<int>(std::min<int64_t>(bs, p.nk - c0));
-    strip_product<V, false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
-    vf acc[V], lse2[V];
-    for (int u = 0; u < V; ++u) acc[u] = vf{}, lse2[u] = load(w.lse2 + u * kLanes);
+    strip_product<kRowVecs, false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
+    vf acc[kRowVecs], lse2[kRowVecs];
+    for (int u = 0; u < kRowVecs; ++u) acc[u] = vf{}, lse2[u] = load(w.lse2 + u * kLanes);
     for (int c = 0; c < cols; ++c)
-      for (int u = 0; u < V; ++u) acc[u] += exp2<true>(load(w.st + c * kRows + u * kLanes) - lse2[u]);
-    for (int u = 1; u < V; ++u) acc[0] += acc[u];
+      for (int u = 0; u < kRowVecs; ++u) acc[u] += exp2<true>(load(w.st + c * kRows + u * kLanes) - lse2[u]);
+    for (int u = 1; u < kRowVecs; ++u) acc[0] += acc[u];
     scores[w.blocks[t]] += hsum(acc[0]);
   }
 }
 
-// One strip of an item, V of its vectors computed. out: the strip's first output row (kSearch,
-// kSparse); lse: its first LSE entry (read by kScore, written otherwise).
+// The flash pass of one strip, V of its vectors computed, and for kSearch its scores.
 template <int V>
-inline void run_strip(const AttnParams& p, Mode mode, int bs, int d, const float* k, const float* v, float* out,
-                      float* lse, int rows, int nb, const Work& w, float* scores) {
-  if (mode == Mode::kScore) {
-    for (int r = 0; r < kRows; ++r) w.lse2[r] = r < rows ? lse[r] * kLog2e : kInf;
-    score_strip<V>(p, bs, d, k, nb, w, scores);
-  } else {
-    flash_strip<V>(p, bs, d, k, v, out, lse, rows, nb, w, mode == Mode::kSearch);
-    if (mode == Mode::kSearch) search_scores<V>(nb, w, scores);
-  }
+inline void flash_scores_strip(const AttnParams& p, Mode mode, int bs, int d, const float* k, const float* v,
+                               float* out, float* lse, int rows, int nb, const Work& w, float* scores) {
+  flash_strip<V>(p, bs, d, k, v, out, lse, rows, nb, w, mode == Mode::kSearch);
+  if (mode == Mode::kSearch) search_scores<V>(nb, w, scores);
 }
 
 inline void run_item(const AttnParams& p, Mode mode, int bs, int d, int64_t item, void* scratch) {
@@ -281,11 +275,16 @@ inline void run_item(const AttnParams& p, Mode mode, int bs, int d, int64_t item
     const int rows = std::min(kRows, end - s0);
     load_queries(q + s0 * p.q_row_stride, p.q_row_stride, rows, d, c, w.qt);
     float* lse = p.lse + bh * p.nq + s0;
-    float* o = out ? out + s0 * p.o_row_stride : nullptr;
-    if (rows <= kRows / 2)
-      run_strip<kHalfVecs>(p, mode, bs, d, k, v, o, lse, rows, nb, w, scores);
-    else
-      run_strip<kRowVecs>(p, mode, bs, d, k, v, o, lse, rows, nb, w, scores);
+    if (mode == Mode::kScore) {
+      // Whole strips: block_scores runs once per cached search, on video rows, and dispatching
+      // it by strip size too cost ~2 % more instructions in its product loop (callgrind).
+      for (int r = 0; r < kRows; ++r) w.lse2[r] = r < rows ? lse[r] * kLog2e : kInf;
+      score_strip(p, bs, d, k, nb, w, scores);
+    } else if (rows <= kRows / 2) {
+      flash_scores_strip<kHalfVecs>(p, mode, bs, d, k, v, out + s0 * p.o_row_stride, lse, rows, nb, w, scores);
+    } else {
+      flash_scores_strip<kRowVecs>(p, mode, bs, d, k, v, out + s0 * p.o_row_stride, lse, rows, nb, w, scores);
+    }
   }
 }
 
