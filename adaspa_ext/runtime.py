@@ -3,7 +3,8 @@
 Generic entry for any model: `adaspa_attention(q, k, v, state, session, text=...)` with q, k, v
 as [B, H, N, D] (views of [B, N, H, D] are fine). The session tracks the denoising step (and the
 CFG branch when cond / uncond are separate calls); each attention layer owns a `LayerState`
-holding its cached LSE and block pattern (packed bits, 1 bit per (row, key block)).
+holding its cached LSE and block pattern (packed bits, 1 bit per (row, key block)); on the CPU it
+also keeps the pattern as the kernel's idx, ready for the next sparse step.
 
 Per layer and branch, with the config's warm-up t_w and search steps T_s:
   steps < first search          dense attention (torch SDPA: cuDNN / FlashAttention)
@@ -90,19 +91,25 @@ class LayerState:
     lse: Tensor | None = None      # [B, H, Nq_video] float32 from the fused search
     mask: Tensor | None = None     # packed pattern [B, H, Mq, ceil(Mk / 8)] uint8
     width: int = 0                 # idx width that holds every row of the pattern
-    shape_key: tuple = ()          # (B, H, Nq_video, Nk, D) the cache was made for
+    # CPU only: the idx of the sparse_attn call a sparse step makes (text query blocks' full lists
+    # included when they share the call), so a step neither unpacks nor builds one. int32, KBs to
+    # a few hundred KB at CPU sizes; on a GPU the packed mask alone is kept (the idx of a
+    # 100K-token layer is ~10^2 MB).
+    idx: Tensor | None = None
+    shape_key: tuple = ()          # (B, H, Nq_video, Nk, D, N) the cache was made for
     keep: Tensor | None = None     # [H] int32 non-forced blocks kept per row (the tiers)
     recall: Tensor | None = None   # [H] mean kept_mass at the last search
     density: float = 0.0           # share of (row, key block) pairs kept at the last search
     sub: dict = field(default_factory=dict)  # per batch element, when text padding differs
 
     def clear(self):
-        self.lse = self.mask = self.keep = self.recall = None
+        self.lse = self.mask = self.idx = self.keep = self.recall = None
         self.width, self.shape_key, self.density = 0, (), 0.0
         self.sub.clear()
 
     def nbytes(self) -> int:
-        own = sum(t.numel() * t.element_size() for t in (self.lse, self.mask, self.keep, self.recall) if t is not None)
+        own = sum(t.numel() * t.element_size() for t in (self.lse, self.mask, self.idx, self.keep, self.recall)
+                  if t is not None)
         return own + sum(s.nbytes() for s in self.sub.values())
 
 
@@ -213,25 +220,50 @@ def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st
     return idx
 
 
-def _video_attention(q_v, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int):
+def _with_text_lists(idx: Tensor, mk: int, text_qblocks: int, text_first: bool) -> Tensor:
+    """The idx of one sparse_attn call over video and text query rows: the video query blocks'
+    lists (idx), padded with -1 to mk entries, and text_qblocks query blocks of text (before or
+    after them) that list every key block, i.e. attend densely."""
+    if not text_qblocks:
+        return idx.contiguous()
+    b, h, _, w = idx.shape
+    full = torch.arange(mk, dtype=idx.dtype, device=idx.device).expand(b, h, text_qblocks, mk)
+    video = F.pad(idx, (0, mk - w), value=-1)
+    return torch.cat([full, video] if text_first else [video, full], dim=2)
+
+
+def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int,
+                 video: slice, text_first: bool):
+    """AdaSpa attention of q's rows: `video` (a block-aligned range of them) per the schedule, any
+    other rows (text query rows, whole query blocks of them) densely, in the same kernel calls."""
     bs = cfg.block_size
     mk = math.ceil(k.shape[2] / bs)
+    text_qblocks = math.ceil(q.shape[2] / bs) - math.ceil((video.stop - video.start) / bs)
     if phase == "sparse":  # the hot path: only the cached pattern is needed
-        return ops.sparse_attn(q_v, k, v, unpack_block_mask(st.mask, mk, st.width), bs)[0]
+        idx = st.idx
+        if idx is None:
+            idx = _with_text_lists(unpack_block_mask(st.mask, mk, st.width), mk, text_qblocks, text_first)
+        return ops.sparse_attn(q, k, v, idx, bs)[0]
     first, end = text_block_span(text_lo, text_hi, bs)
     n_forced = end - first
     mk_video = mk - n_forced
     width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
-    forced = forced_key_blocks(mk, text_lo, text_hi, bs, q_v.device) if n_forced else None
+    forced = forced_key_blocks(mk, text_lo, text_hi, bs, q.device) if n_forced else None
     if phase == "search_fused":
-        out, lse, scores = ops.attn_search(q_v, k, v, bs)
+        out, lse, scores = ops.attn_search(q, k, v, bs)
+        if text_qblocks:  # the text rows' dense output is kept; their LSE and scores are not needed
+            lse = lse[:, :, video].contiguous()
+            scores = scores[:, :, video.start // bs:math.ceil(video.stop / bs)]
         idx = _select(cfg, scores, forced, mk_video, st)
         st.lse = lse
+        kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
     else:  # search_cached
-        scores = ops.block_scores(q_v, k, st.lse, bs)
+        scores = ops.block_scores(q[:, :, video], k, st.lse, bs)
         idx = _select(cfg, scores, forced, mk_video, st)
-        out, _ = ops.sparse_attn(q_v, k, v, idx[..., :width], bs)
+        kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
+        out, _ = ops.sparse_attn(q, k, v, kidx, bs)
     st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
+    st.idx = kidx if q.device.type == "cpu" else None
     if not torch.compiler.is_compiling() and idx.device.type != "meta":
         st.density = float((idx >= 0).sum()) / max(1, idx.numel())
     return out
@@ -259,9 +291,9 @@ def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session
         v_use = v if t_valid == nt else torch.cat([v[:, :, :t_valid], v[:, :, nt:]], dim=2)
         text_lo, text_hi = 0, t_valid
     else:
-        k_use, v_use = k[:, :, :nv + t_valid], v[:, :, :nv + t_valid]
+        k_use, v_use = (k, v) if t_valid == nt else (k[:, :, :nv + t_valid], v[:, :, :nv + t_valid])
         text_lo, text_hi = nv, nv + t_valid
-    shape_key = (b, h, nv, k_use.shape[2], d)
+    shape_key = (b, h, nv, k_use.shape[2], d, n)
     if state.lse is not None and state.shape_key != shape_key:
         state.clear()  # the cached pattern was made for other shapes (a new resolution)
     phase = session.layer_phase(state)
@@ -269,11 +301,16 @@ def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session
         session.log.append((session.step, session.branch, layer_key, phase))
     if phase == "dense":
         return _dense(q, k_use, v_use)
-    q_v = q[:, :, nt:] if text.first else q[:, :, :nv]
-    out_v = _video_attention(q_v, k_use, v_use, state, phase, cfg, text_lo, text_hi)
+    video = slice(nt, n) if text.first else slice(0, nv)
     state.shape_key = shape_key
-    if nt == 0:
-        return out_v
+    # On the CPU, text query rows that fill whole query blocks (the text starts on a block
+    # boundary) join the video rows' kernel call with full key lists: dense attention as the
+    # method asks, without a second call and a concatenation, which cost a visible share of a
+    # sparse step at CPU sizes. Otherwise, and on a GPU (where one call has not been measured
+    # against cuDNN on the text rows), they go through the dense kernel.
+    if nt == 0 or (q.device.type == "cpu" and (nt if text.first else nv) % cfg.block_size == 0):
+        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first)
+    out_v = _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, cfg, text_lo, text_hi, slice(0, nv), False)
     out_t = _dense(q[:, :, :nt] if text.first else q[:, :, nv:], k_use, v_use)
     parts = [out_t, out_v] if text.first else [out_v, out_t]
     # Concatenate along N in q's memory order so a [B, N, H, D] caller gets its layout back.

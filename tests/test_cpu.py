@@ -59,6 +59,16 @@ def test_every_build_matches_reference(monkeypatch, isa, dtype, d, bs):
     check_all_ops(q, k, v, bs, 0.4, f"{isa} {dtype} d={d} bs={bs}")
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq,bs", [(96, 64), (97, 64), (32, 64), (160, 128), (161, 128), (1, 128)])
+def test_short_strips_match_reference(monkeypatch, isa, nq, bs):
+    """A strip of at most 32 rows computes half of its vectors: the last query block at 32 rows
+    (half), 33 rows (whole strip), a 128-row block's second strip at 32 / 33 rows, one row."""
+    use_isa(monkeypatch, isa)
+    q, k, v = make_qkv(2, 2, nq, 1000, 64, torch.float32, "cpu", layout="bnhd")
+    check_all_ops(q, k, v, bs, 0.4, f"{isa} nq={nq} bs={bs}")
+
+
 def test_builds_are_distinct(monkeypatch):
     """The switch really changes the code that runs: the portable build rounds a * b + c twice,
     the x86 builds fuse it, so their outputs differ in the last bits somewhere."""

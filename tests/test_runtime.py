@@ -11,7 +11,8 @@ from adaspa_ext.presets import PRESETS
 from adaspa_ext.runtime import (AdaSpaSession, LayerState, TextSpec, _select, adaspa_attention, estimate_cache_bytes,
                                 forced_key_blocks, pack_block_mask, unpack_block_mask)
 from adaspa_ext.workload import VideoAttentionWorkload
-from util import random_idx
+from util import (assert_within_torch_error, floor_for, make_qkv, random_idx, token_mask_from_idx,
+                  torch_same_precision_attention)
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
@@ -141,6 +142,45 @@ def test_text_rows_dense_and_padded_text_keys_never_attended(first):
         o = adaspa_attention(q, k, v, st2, session2, TextSpec(nt, first, valid))
         torch.testing.assert_close(o[:, :, txt], dense[:, :, txt], rtol=1e-5, atol=1e-5)
         assert torch.isfinite(o).all() and o.abs().max() < 100  # padded values (1e4) never leak in
+
+
+@pytest.mark.parametrize("first,nv,nt,valid", [(False, 256, 37, None), (False, 256, 37, 30), (False, 128, 64, 64),
+                                                (True, 301, 64, 50), (True, 250, 128, None)])
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_text_rows_in_the_video_call_match_reference(first, nv, nt, valid, layout):
+    """Text query rows that start on a block boundary share the video rows' sparse_attn call on
+    the CPU, with full key lists. Over fused search, sparse, cached search and sparse steps every
+    output row matches float64 attention: text rows dense over the valid keys, video rows dense at
+    the fused search and over the current pattern's blocks after it; the cached kernel idx is that
+    pattern plus full lists for the text query blocks."""
+    b, h, d, bs = 2, 2, 64, 64
+    n = nv + nt
+    q, k, v = make_qkv(b, h, n, n, d, torch.float32, "cpu", layout=layout)
+    txt = torch.arange(n) < nt if first else torch.arange(n) >= nv
+    t_valid = nt if valid is None else valid
+    keys = ~txt | ((torch.arange(n) < t_valid) if first else (torch.arange(n) < nv + t_valid))
+    k_use, v_use = k[:, :, keys], v[:, :, keys]
+    nk, mk = int(keys.sum()), math.ceil(int(keys.sum()) / bs)
+    session = AdaSpaSession(AdaSpaConfig(sparsity=0.8, num_steps=4, warmup_steps=0, search_steps=(0, 2)))
+    st = LayerState()
+    for step in range(4):
+        session.set_step(step)
+        o = adaspa_attention(q, k, v, st, session, TextSpec(nt, first, None if valid is None else (valid,) * b))
+        assert o.stride() == q.stride()
+        idx = unpack_block_mask(st.mask, mk, st.width)
+        allowed = torch.ones(b, h, n, nk, dtype=torch.bool)
+        if step > 0:
+            allowed[:, :, ~txt] = token_mask_from_idx(idx, nv, nk, bs)
+        ref = torch_same_precision_attention(q.double(), k_use.double(), v_use.double(), allowed, d ** -0.5)
+        yard = torch_same_precision_attention(q, k_use, v_use, allowed, d ** -0.5)
+        assert_within_torch_error(o, ref, yard, floor_for(torch.float32), f"step {step}")
+        text_qblocks = math.ceil(n / bs) - math.ceil(nv / bs)
+        want = idx.new_full((b, h, math.ceil(n / bs), mk), -1)
+        video_qblocks = slice(text_qblocks, None) if first else slice(0, math.ceil(nv / bs))
+        want[:, :, video_qblocks, :idx.shape[-1]] = idx
+        want[:, :, slice(0, text_qblocks) if first else slice(math.ceil(nv / bs), None)] = torch.arange(mk, dtype=torch.int32)
+        assert torch.equal(st.idx, want), step
+        assert st.nbytes() >= st.idx.numel() * 4 + st.mask.numel()
 
 
 def test_text_blocks_are_forced_into_every_row():

@@ -2,8 +2,10 @@
 // csrc/cpu/attention_cpu_{portable,avx2,avx512}.cpp. float32 math throughout. No torch headers.
 //
 // A work item is one (b, h, query block). Its rows are taken in strips of kRows = 64 query rows
-// (a 128-row block is two strips), the strip's rows lying across the vector lanes. Every tile
-// product keeps that layout:
+// (a 128-row block is two strips), the strip's rows lying across the vector lanes; in the flash
+// pass (sparse_attn, attn_search) a strip of at most 32 rows (a block of 32 text rows, a short
+// last query block) computes only the half of the vectors that holds them. Every tile product
+// keeps that layout:
 //   St[c][r] = sum_i K[c][i] * Qt[i][r]                      (one key block, c < cols)
 //   Ot[j][r] = alpha[r] * Ot[j][r] + sum_c V[c][j] * St[c][r]  (St holds P by then)
 // so K and V are read in place with any row stride (a broadcast per element, no packing), Q is
@@ -43,54 +45,61 @@ constexpr int kMR = 6, kNV = 4;
 constexpr int kMR = 4, kNV = 2;
 #endif
 static_assert(kRowVecs % kNV == 0, "strip vectors must split into register tiles");
+// Row vectors of a strip of at most kRows / 2 rows; the vectors past them would only compute the
+// zero-padded rows.
+constexpr int kHalfVecs = kRowVecs / 2;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// C[a][0:kNV lanes] for the MR rows a of one register tile:
-//   (kAccum ? C * alpha : 0) + sum_{t < nt} A[a * sa + t * st] * B[t][0:kNV lanes]
+// C[a][0:NV vectors] for the MR rows a of one register tile:
+//   (kAccum ? C * alpha : 0) + sum_{t < nt} A[a * sa + t * st] * B[t][0:NV vectors]
 // B and C have row stride kRows.
-template <int MR, bool kAccum>
+template <int MR, int NV, bool kAccum>
 ADASPA_CPU_INLINE void micro_tile(int nt, const float* A, int64_t sa, int64_t st, const float* B, float* C,
                                   const float* alpha) {
-  vf acc[MR][kNV];
+  vf acc[MR][NV];
   ADASPA_UNROLL
   for (int m = 0; m < MR; ++m) {
     ADASPA_UNROLL
-    for (int v = 0; v < kNV; ++v)
+    for (int v = 0; v < NV; ++v)
       acc[m][v] = kAccum ? load(C + m * kRows + v * kLanes) * load(alpha + v * kLanes) : vf{};
   }
   for (int t = 0; t < nt; ++t) {
-    vf b[kNV];
+    vf b[NV];
     ADASPA_UNROLL
-    for (int v = 0; v < kNV; ++v) b[v] = load(B + t * kRows + v * kLanes);
+    for (int v = 0; v < NV; ++v) b[v] = load(B + t * kRows + v * kLanes);
     const float* at = A + t * st;
     ADASPA_UNROLL
     for (int m = 0; m < MR; ++m) {
       const vf a = splat(at[m * sa]);
       ADASPA_UNROLL
-      for (int v = 0; v < kNV; ++v) acc[m][v] = fma(a, b[v], acc[m][v]);
+      for (int v = 0; v < NV; ++v) acc[m][v] = fma(a, b[v], acc[m][v]);
     }
   }
   ADASPA_UNROLL
   for (int m = 0; m < MR; ++m) {
     ADASPA_UNROLL
-    for (int v = 0; v < kNV; ++v) store(C + m * kRows + v * kLanes, acc[m][v]);
+    for (int v = 0; v < NV; ++v) store(C + m * kRows + v * kLanes, acc[m][v]);
   }
 }
 
-// The product above for rows a < na of C and all kRows columns.
-template <bool kAccum>
+// The product above for rows a < na of C and the first V vectors of columns (V = kRowVecs: the
+// whole strip).
+template <int V, bool kAccum>
 inline void strip_product(int na, int nt, const float* A, int64_t sa, int64_t st, const float* B, float* C,
                           const float* alpha) {
-  for (int o = 0; o < kRows; o += kNV * kLanes) {
+  constexpr int NV = V < kNV ? V : kNV;
+  static_assert(V % NV == 0, "the computed vectors must split into register tiles");
+  for (int o = 0; o < V * kLanes; o += NV * kLanes) {
     int a = 0;
-    for (; a + kMR <= na; a += kMR) micro_tile<kMR, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
+    for (; a + kMR <= na; a += kMR)
+      micro_tile<kMR, NV, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
     if constexpr (kMR > 4) {
-      if (a + 4 <= na) micro_tile<4, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 4;
+      if (a + 4 <= na) micro_tile<4, NV, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 4;
     }
-    if (a + 2 <= na) micro_tile<2, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 2;
-    if (a < na) micro_tile<1, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
+    if (a + 2 <= na) micro_tile<2, NV, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o), a += 2;
+    if (a < na) micro_tile<1, NV, kAccum>(nt, A + a * sa, sa, st, B + o, C + a * kRows + o, alpha + o);
   }
 }
 
@@ -161,8 +170,9 @@ inline void load_queries(const float* q, int64_t qs, int rows, int d, float c, f
   }
 }
 
-// Flash pass of one strip over the visited key blocks: out and lse of its rows; with stats
-// (kSearch), each block's statistics for the scores.
+// Flash pass of one strip over the visited key blocks: out and lse of its rows, in the strip's
+// first V vectors; with stats (kSearch), each block's statistics for the scores.
+template <int V>
 inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, const float* v, float* out, float* lse,
                         int rows, int nb, const Work& w, bool stats) {
   for (int i = 0; i < kRows; ++i) w.m[i] = -kInf, w.l[i] = 0.f;
@@ -170,31 +180,31 @@ inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, cons
   for (int t = 0; t < nb; ++t) {
     const int64_t c0 = static_cast<int64_t>(w.blocks[t]) * bs;
     const int cols = static_cast<int>(std::min<int64_t>(bs, p.nk - c0));
-    strip_product<false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
-    vf mx[kRowVecs], sum[kRowVecs];
-    for (int u = 0; u < kRowVecs; ++u) mx[u] = load(w.m + u * kLanes), sum[u] = vf{};
+    strip_product<V, false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
+    vf mx[V], sum[V];
+    for (int u = 0; u < V; ++u) mx[u] = load(w.m + u * kLanes), sum[u] = vf{};
     for (int c = 0; c < cols; ++c)
-      for (int u = 0; u < kRowVecs; ++u) mx[u] = vmax(mx[u], load(w.st + c * kRows + u * kLanes));
-    for (int u = 0; u < kRowVecs; ++u) {
+      for (int u = 0; u < V; ++u) mx[u] = vmax(mx[u], load(w.st + c * kRows + u * kLanes));
+    for (int u = 0; u < V; ++u) {
       store(w.alpha + u * kLanes, exp2(load(w.m + u * kLanes) - mx[u]));
       store(w.m + u * kLanes, mx[u]);
     }
     for (int c = 0; c < cols; ++c) {
       float* sc = w.st + c * kRows;
-      for (int u = 0; u < kRowVecs; ++u) {
+      for (int u = 0; u < V; ++u) {
         const vf e = exp2(load(sc + u * kLanes) - mx[u]);
         store(sc + u * kLanes, e);
         sum[u] += e;
       }
     }
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < V; ++u) {
       store(w.l + u * kLanes, fma(load(w.l + u * kLanes), load(w.alpha + u * kLanes), sum[u]));
       if (stats) {
         store(w.blk_m + static_cast<size_t>(t) * kRows + u * kLanes, mx[u]);
         store(w.blk_l + static_cast<size_t>(t) * kRows + u * kLanes, sum[u]);
       }
     }
-    strip_product<true>(d, cols, v + c0 * p.v_row_stride, 1, p.v_row_stride, w.st, w.ot, w.alpha);
+    strip_product<V, true>(d, cols, v + c0 * p.v_row_stride, 1, p.v_row_stride, w.st, w.ot, w.alpha);
   }
   for (int r = 0; r < rows; ++r) {
     const float l = w.l[r];
@@ -208,12 +218,13 @@ inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, cons
 }
 
 // scores[j] += sum over the strip's rows of L_j * 2^(M_j - lse2) (see the top of this file).
+template <int V>
 inline void search_scores(int nb, const Work& w, float* scores) {
   for (int t = 0; t < nb; ++t) {
     vf acc = vf{};
     const float* bm = w.blk_m + static_cast<size_t>(t) * kRows;
     const float* bl = w.blk_l + static_cast<size_t>(t) * kRows;
-    for (int u = 0; u < kRowVecs; ++u)
+    for (int u = 0; u < V; ++u)
       acc = fma(load(bl + u * kLanes), exp2(load(bm + u * kLanes) - load(w.lse2 + u * kLanes)), acc);
     scores[w.blocks[t]] += hsum(acc);
   }
@@ -224,7 +235,7 @@ inline void score_strip(const AttnParams& p, int bs, int d, const float* k, int 
   for (int t = 0; t < nb; ++t) {
     const int64_t c0 = static_cast<int64_t>(w.blocks[t]) * bs;
     const int cols = static_cast<int>(std::min<int64_t>(bs, p.nk - c0));
-    strip_product<false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
+    strip_product<kRowVecs, false>(cols, d, k + c0 * p.k_row_stride, p.k_row_stride, 1, w.qt, w.st, nullptr);
     vf acc[kRowVecs], lse2[kRowVecs];
     for (int u = 0; u < kRowVecs; ++u) acc[u] = vf{}, lse2[u] = load(w.lse2 + u * kLanes);
     for (int c = 0; c < cols; ++c)
@@ -232,6 +243,14 @@ inline void score_strip(const AttnParams& p, int bs, int d, const float* k, int 
     for (int u = 1; u < kRowVecs; ++u) acc[0] += acc[u];
     scores[w.blocks[t]] += hsum(acc[0]);
   }
+}
+
+// The flash pass of one strip, V of its vectors computed, and for kSearch its scores.
+template <int V>
+inline void flash_scores_strip(const AttnParams& p, Mode mode, int bs, int d, const float* k, const float* v,
+                               float* out, float* lse, int rows, int nb, const Work& w, float* scores) {
+  flash_strip<V>(p, bs, d, k, v, out, lse, rows, nb, w, mode == Mode::kSearch);
+  if (mode == Mode::kSearch) search_scores<V>(nb, w, scores);
 }
 
 inline void run_item(const AttnParams& p, Mode mode, int bs, int d, int64_t item, void* scratch) {
@@ -257,11 +276,14 @@ inline void run_item(const AttnParams& p, Mode mode, int bs, int d, int64_t item
     load_queries(q + s0 * p.q_row_stride, p.q_row_stride, rows, d, c, w.qt);
     float* lse = p.lse + bh * p.nq + s0;
     if (mode == Mode::kScore) {
+      // Whole strips: block_scores runs once per cached search, on video rows, and dispatching
+      // it by strip size too cost ~2 % more instructions in its product loop (callgrind).
       for (int r = 0; r < kRows; ++r) w.lse2[r] = r < rows ? lse[r] * kLog2e : kInf;
       score_strip(p, bs, d, k, nb, w, scores);
+    } else if (rows <= kRows / 2) {
+      flash_scores_strip<kHalfVecs>(p, mode, bs, d, k, v, out + s0 * p.o_row_stride, lse, rows, nb, w, scores);
     } else {
-      flash_strip(p, bs, d, k, v, out + s0 * p.o_row_stride, lse, rows, nb, w, mode == Mode::kSearch);
-      if (mode == Mode::kSearch) search_scores(nb, w, scores);
+      flash_scores_strip<kRowVecs>(p, mode, bs, d, k, v, out + s0 * p.o_row_stride, lse, rows, nb, w, scores);
     }
   }
 }
