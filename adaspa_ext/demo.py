@@ -211,7 +211,7 @@ def main(argv=None):
     records, session, wl = run_schedule(preset, cfg, layers, device, dtype)
     print()
     print_table(summarize(records))
-    print(f"cache (LSE + packed patterns) for {layers} layer(s): {session.cache_bytes() / 2**20:.2f} MiB")
+    print(f"cache (LSE + packed patterns, + kernel idx on the CPU) for {layers} layer(s): {session.cache_bytes() / 2**20:.2f} MiB")
     mask_png = os.path.join(a.out, "block_mask.png")
     save_mask_png(session, wl, cfg, mask_png)
     print(f"wrote {mask_png}")
