@@ -223,7 +223,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   // Key tiles of kBlockN rows; the last one may be partial. (For the sparse kernel kBlockN is the
   // block size, so this is p.mk.)
   const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
-  using Cursor = std::conditional_t<T::kDense, DenseCursor, ListCursor>;
   auto make_cursor = [&]() {
     if constexpr (T::kDense) {
       return DenseCursor{ntiles};
@@ -269,7 +268,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
       ++n;
     };
-    Cursor list = make_cursor();
+    auto list = make_cursor();
     for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane))
       if (lane == 0) issue(blk);
   } else {
@@ -350,7 +349,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
     // Every consumer warp walks the list itself (the producer does too), so no block index passes
     // through shared memory.
-    Cursor list = make_cursor();
+    auto list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
@@ -500,11 +499,6 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
-}
-
-template <typename Element, int kHeadDim, int kBlockSize>
-cudaError_t run_flash_sparse(const AttnParams& p, cudaStream_t stream) {
-  return run_flash<Element, kHeadDim, kBlockSize, false>(p, stream);
 }
 
 }  // namespace adaspa::sm90

@@ -331,7 +331,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 #endif
 }
 
-// Same interface as run_flash_sparse (block 64 only).
+// Same interface as run_flash (block 64 only).
 template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   static_assert(kBlockSize == 64, "the wide-tile kernel pairs 64-row blocks");
