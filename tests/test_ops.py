@@ -260,8 +260,8 @@ def test_mask_to_idx_empty_shapes_and_truncation(device):
 @pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
 def test_sparse_attn_out_writes_what_sparse_attn_returns(device, layout):
     """Into a fresh tensor, into the rows of a larger buffer (its slice, any layout), and into a
-    slice whose offset breaks 16-byte alignment: bit-identical to sparse_attn, nothing else
-    touched."""
+    tensor whose base is not 16-byte aligned (written through an aligned copy on the GPU):
+    bit-identical to sparse_attn, nothing else touched."""
     require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
     q, k, v = make_qkv(1, 2, 300, 260, 64, torch.bfloat16, device, layout=layout)
     idx = random_idx(1, 2, 5, 5, 4, density=0.6, device=device)
@@ -269,13 +269,18 @@ def test_sparse_attn_out_writes_what_sparse_attn_returns(device, layout):
     out = torch.full_like(q, float("nan"))
     lse = A.sparse_attn_out(q, k, v, idx, out, 64)
     assert torch.equal(out, want) and torch.equal(lse, want_lse)
-    for lo in (40, 3):  # 3: an out base not 16-byte aligned
+    for lo in (40, 3):
         big = torch.full((1, 2, 300 + lo + 7, 64), float("nan"), dtype=q.dtype, device=device)
         if layout == "bnhd":
             big = big.transpose(1, 2).contiguous().transpose(1, 2)
         A.sparse_attn_out(q, k, v, idx, big[:, :, lo:lo + 300], 64)
         assert torch.equal(big[:, :, lo:lo + 300], want), lo
         assert big[:, :, :lo].isnan().all() and big[:, :, lo + 300:].isnan().all()
+    flat = torch.full((q.numel() + 1,), float("nan"), dtype=q.dtype, device=device)
+    shifted = flat[1:].view(1, 2, 300, 64) if layout == "bhnd" else flat[1:].view(1, 300, 2, 64).transpose(1, 2)
+    assert shifted.data_ptr() % 16 != 0
+    A.sparse_attn_out(q, k, v, idx, shifted, 64)
+    assert torch.equal(shifted, want) and flat[0].isnan()
     with pytest.raises(RuntimeError, match="sparse_attn_out writes into 'out' and has no autograd"):
         A.sparse_attn_out(q.requires_grad_(), k, v, idx, out, 64)
     with torch.no_grad():
