@@ -14,6 +14,10 @@ def idx_for(device, b=1, h=2, mq=2, kmax=2):
     return torch.zeros(b, h, mq, kmax, dtype=torch.int32, device=device)
 
 
+def packed_for(device, b=1, h=2, mq=3, nbytes=2):
+    return torch.zeros(b, h, mq, nbytes, dtype=torch.uint8, device=device)
+
+
 CASES = [
     # (name, call(device), exception, message pattern)
     ("q rank", lambda dv: A.sparse_attn(qkv(dv)[0][0], *qkv(dv)[1:], idx_for(dv)), ValueError, "'q' must be 4-D"),
@@ -52,30 +56,6 @@ CASES = [
      "'forced_kv' must be \\[Mk\\]"),
     ("forced dtype", lambda dv: A.select_blocks(torch.zeros(1, 2, 3, 4, device=dv), torch.ones(2, dtype=torch.int32),
                                                 torch.zeros(4, device=dv)), TypeError, "'forced_kv' must be bool"),
-]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(device, name, call, exc, pattern):
-    with pytest.raises(exc, match=pattern):
-        call(device)
-
-
-@pytest.mark.gpu
-def test_device_mismatch():
-    q, k, v = qkv("cuda")
-    with pytest.raises(ValueError, match="'k' must be on cuda"):
-        A.sparse_attn(q, k.cpu(), v, idx_for("cuda"))
-    with pytest.raises(ValueError, match="'idx' must be on cuda"):
-        A.sparse_attn(q, k, v, idx_for("cpu"))
-
-
-def packed_for(device, b=1, h=2, mq=3, nbytes=2):
-    return torch.zeros(b, h, mq, nbytes, dtype=torch.uint8, device=device)
-
-
-MASK_CASES = [
     ("packed dtype", lambda dv: A.mask_to_idx(packed_for(dv).int(), 9, 4), TypeError, "'packed' must be uint8"),
     ("packed rank", lambda dv: A.mask_to_idx(packed_for(dv)[0], 9, 4), ValueError, "'packed' must be 4-D"),
     ("packed bytes", lambda dv: A.mask_to_idx(packed_for(dv), 17, 4), ValueError,
@@ -96,14 +76,19 @@ MASK_CASES = [
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name,call,exc,pattern", MASK_CASES, ids=[c[0] for c in MASK_CASES])
-def test_bad_input_mask_to_idx_and_out(device, name, call, exc, pattern):
+@pytest.mark.parametrize("name,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(device, name, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call(device)
 
 
 @pytest.mark.gpu
-def test_out_device_mismatch():
+def test_device_mismatch():
     q, k, v = qkv("cuda")
+    with pytest.raises(ValueError, match="'k' must be on cuda"):
+        A.sparse_attn(q, k.cpu(), v, idx_for("cuda"))
+    with pytest.raises(ValueError, match="'idx' must be on cuda"):
+        A.sparse_attn(q, k, v, idx_for("cpu"))
     with pytest.raises(ValueError, match="'out' must be on cuda"):
         A.sparse_attn_out(q, k, v, idx_for("cuda"), q.cpu())
+
