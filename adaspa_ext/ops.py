@@ -21,7 +21,8 @@ from torch import Tensor
 
 from . import _build_config  # loads the library (adaspa_ext._C): registers the schemas and kernels
 
-__all__ = ["sparse_attn", "attn_search", "block_scores", "select_blocks", "validate_block_index",
+__all__ = ["sparse_attn", "sparse_attn_out", "attn_search", "block_scores", "select_blocks", "mask_to_idx",
+           "validate_block_index",
            "num_blocks", "kernel_path", "use_kernel_path", "compiled_tuples", "SUPPORTED_BLOCK_SIZES",
            "SUPPORTED_HEAD_DIMS", "KERNEL_PATHS"]
 
@@ -154,6 +155,39 @@ def sparse_attn(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, block_size: int = 
     return torch.ops.adaspa.sparse_attn.default(q, k, v, idx, block_size, scale)
 
 
+def sparse_attn_out(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, out: Tensor, block_size: int = 64,
+                    scale: float | None = None, *, check: bool | None = None) -> Tensor:
+    """sparse_attn writing its output into `out` instead of a new tensor; returns lse.
+
+    out: q's shape, dtype and device, contiguous last dim, any other strides (a slice of a larger
+    output, e.g. the video rows of a [B, N, H, D] buffer whose text rows come from elsewhere), not
+    overlapping q, k or v. Values are those sparse_attn returns. The op writes into out, so it
+    has no autograd: for inputs that require grad use sparse_attn (this raises RuntimeError).
+    """
+    _check_device(q)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError("adaspa.sparse_attn_out writes into 'out' and has no autograd; use sparse_attn for "
+                           "inputs that require grad, or call it under torch.no_grad() / torch.inference_mode()")
+    if _check_enabled(check):
+        validate_block_index(idx, num_blocks(k.shape[2], block_size))
+    return torch.ops.adaspa.sparse_attn_out.default(q, k, v, idx, out, block_size, scale)
+
+
+def mask_to_idx(packed: Tensor, mk: int, width: int, text_qblocks: int = 0, text_first: bool = False) -> Tensor:
+    """A packed block pattern as the idx of one sparse_attn call, in one kernel.
+
+    packed uint8 [B, H, Mq, ceil(mk / 8)]: bit j % 8 of byte j / 8 of a row marks key block j
+    (runtime.pack_block_mask's format; bits at or above mk are ignored). Returns int32
+    [B, H, Mq + text_qblocks, W]: per video query block its set blocks ascending (the first
+    `width`, 0 <= width <= mk), then -1; with text_qblocks > 0, W = mk and text_qblocks query
+    blocks listing every key block (dense text rows) come before (text_first) or after the video
+    ones. Equals runtime._with_text_lists(runtime.unpack_block_mask(packed, mk, width), mk,
+    text_qblocks, text_first). No host sync (capturable in a CUDA graph).
+    """
+    _check_device(packed)
+    return torch.ops.adaspa.mask_to_idx.default(packed, mk, width, text_qblocks, text_first)
+
+
 def attn_search(q: Tensor, k: Tensor, v: Tensor, block_size: int = 64,
                 scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Search: dense attention (out, lse) plus block scores from that lse, in one op (on CUDA two
@@ -209,6 +243,20 @@ def _sparse_attn_fake(q, k, v, idx, block_size=64, scale=None):
     _fake_qkv_checks("sparse_attn", q, k, block_size)
     b, h, nq, _ = q.shape
     return torch.empty_like(q), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+@torch.library.register_fake("adaspa::sparse_attn_out")
+def _sparse_attn_out_fake(q, k, v, idx, out, block_size=64, scale=None):
+    _fake_qkv_checks("sparse_attn_out", q, k, block_size)
+    b, h, nq, _ = q.shape
+    return q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+@torch.library.register_fake("adaspa::mask_to_idx")
+def _mask_to_idx_fake(packed, mk, width, text_qblocks=0, text_first=False):
+    torch._check(packed.dim() == 4, lambda: "adaspa.mask_to_idx: 'packed' must be 4-D [B, H, Mq, ceil(mk / 8)]")
+    b, h, mq, _ = packed.shape
+    return packed.new_empty((b, h, mq + text_qblocks, mk if text_qblocks > 0 else width), dtype=torch.int32)
 
 
 @torch.library.register_fake("adaspa::attn_search")

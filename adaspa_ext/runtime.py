@@ -4,7 +4,9 @@ Generic entry for any model: `adaspa_attention(q, k, v, state, session, text=...
 as [B, H, N, D] (views of [B, N, H, D] are fine). The session tracks the denoising step (and the
 CFG branch when cond / uncond are separate calls); each attention layer owns a `LayerState`
 holding its cached LSE and block pattern (packed bits, 1 bit per (row, key block)); on the CPU it
-also keeps the pattern as the kernel's idx, ready for the next sparse step.
+also keeps the pattern as the kernel's idx, ready for the next sparse step. On a GPU a sparse step
+is two launches: ops.mask_to_idx (the packed pattern to the kernel's idx) and sparse_attn, written
+into one output laid out like q.
 
 Per layer and branch, with the config's warm-up t_w and search steps T_s:
   steps < first search          dense attention (torch SDPA: cuDNN / FlashAttention)
@@ -46,8 +48,9 @@ class TextSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Packed block patterns: the cache keeps 1 bit per (query block, key block); at use it is unpacked
-# into the -1 padded idx of the ops (a few cheap elementwise passes).
+# Packed block patterns: the cache keeps 1 bit per (query block, key block); a sparse step turns it
+# into the -1 padded idx of the ops with ops.mask_to_idx (one kernel). pack_block_mask and
+# unpack_block_mask are the format in plain PyTorch (the search packs with it; tests unpack with it).
 
 
 def pack_block_mask(idx: Tensor, mk: int) -> Tensor:
@@ -232,25 +235,45 @@ def _with_text_lists(idx: Tensor, mk: int, text_qblocks: int, text_first: bool) 
     return torch.cat([full, video] if text_first else [video, full], dim=2)
 
 
+def _into(out: Tensor | None, x: Tensor) -> Tensor:
+    if out is None:
+        return x
+    out.copy_(x)
+    return out
+
+
+def _sparse(q, k, v, idx, bs: int, out: Tensor | None) -> Tensor:
+    """sparse_attn, into `out` when given. sparse_attn_out has no autograd, so inputs that need a
+    gradient go through sparse_attn (whose backward raises, as documented) and a copy."""
+    if out is None:
+        return ops.sparse_attn(q, k, v, idx, bs)[0]
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _into(out, ops.sparse_attn(q, k, v, idx, bs)[0])
+    ops.sparse_attn_out(q, k, v, idx, out, bs)
+    return out
+
+
 def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int,
-                 video: slice, text_first: bool):
+                 video: slice, text_first: bool, out: Tensor | None = None):
     """AdaSpa attention of q's rows: `video` (a block-aligned range of them) per the schedule, any
-    other rows (text query rows, whole query blocks of them) densely, in the same kernel calls."""
+    other rows (text query rows, whole query blocks of them) densely, in the same kernel calls.
+    Written into `out` (q's shape) when given, else returned as a new tensor."""
     bs = cfg.block_size
     mk = math.ceil(k.shape[2] / bs)
     text_qblocks = math.ceil(q.shape[2] / bs) - math.ceil((video.stop - video.start) / bs)
-    if phase == "sparse":  # the hot path: only the cached pattern is needed
+    if phase == "sparse":  # the hot path: the cached pattern, one idx kernel (none on the CPU), attention
         idx = st.idx
         if idx is None:
-            idx = _with_text_lists(unpack_block_mask(st.mask, mk, st.width), mk, text_qblocks, text_first)
-        return ops.sparse_attn(q, k, v, idx, bs)[0]
+            idx = ops.mask_to_idx(st.mask, mk, st.width, text_qblocks, text_first)
+        return _sparse(q, k, v, idx, bs, out)
     first, end = text_block_span(text_lo, text_hi, bs)
     n_forced = end - first
     mk_video = mk - n_forced
     width = min(mk, max(_tier_keeps(cfg, mk_video)) + n_forced)
     forced = forced_key_blocks(mk, text_lo, text_hi, bs, q.device) if n_forced else None
     if phase == "search_fused":
-        out, lse, scores = ops.attn_search(q, k, v, bs)
+        o, lse, scores = ops.attn_search(q, k, v, bs)
+        out = _into(out, o)
         if text_qblocks:  # the text rows' dense output is kept; their LSE and scores are not needed
             lse = lse[:, :, video].contiguous()
             scores = scores[:, :, video.start // bs:math.ceil(video.stop / bs)]
@@ -261,7 +284,7 @@ def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo
         scores = ops.block_scores(q[:, :, video], k, st.lse, bs)
         idx = _select(cfg, scores, forced, mk_video, st)
         kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
-        out, _ = ops.sparse_attn(q, k, v, kidx, bs)
+        out = _sparse(q, k, v, kidx, bs, out)
     st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
     st.idx = kidx if q.device.type == "cpu" else None
     if not torch.compiler.is_compiling() and idx.device.type != "meta":
@@ -275,15 +298,24 @@ def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session
     contiguous). Returns [B, H, N, D] laid out like q. Text query rows attend densely; video
     rows follow the schedule with every key block that holds text forced into each row; padded
     text keys are never attended."""
+    return _attention(q, k, v, state, session, text, layer_key, None)
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaSpaSession, text: TextSpec,
+               layer_key: object, out: Tensor | None) -> Tensor:
+    """adaspa_attention, written into `out` (q's shape) when given. Parts of the output computed
+    by separate calls (batch elements, text rows) are written into one tensor, not concatenated."""
     cfg = session.config
     b, h, n, d = q.shape
     nt = text.length
     valid = text.valid if text.valid is not None else session.text_valid if nt else None
     if valid is not None and b > 1 and len(set(valid)) > 1:
         # Different text padding per batch element: different key sets, one state each.
-        outs = [adaspa_attention(q[i:i + 1], k[i:i + 1], v[i:i + 1], state.sub.setdefault(i, LayerState()), session,
-                                 TextSpec(nt, text.first, (valid[i],)), layer_key) for i in range(b)]
-        return torch.cat(outs, dim=0)
+        out = torch.empty_like(q) if out is None else out
+        for i in range(b):
+            _attention(q[i:i + 1], k[i:i + 1], v[i:i + 1], state.sub.setdefault(i, LayerState()), session,
+                       TextSpec(nt, text.first, (valid[i],)), layer_key, out[i:i + 1])
+        return out
     t_valid = nt if valid is None else int(valid[0])
     nv = n - nt
     if text.first:
@@ -300,21 +332,22 @@ def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session
     if session.record and not torch.compiler.is_compiling():
         session.log.append((session.step, session.branch, layer_key, phase))
     if phase == "dense":
-        return _dense(q, k_use, v_use)
+        return _into(out, _dense(q, k_use, v_use))
     video = slice(nt, n) if text.first else slice(0, nv)
     state.shape_key = shape_key
-    # On the CPU, text query rows that fill whole query blocks (the text starts on a block
-    # boundary) join the video rows' kernel call with full key lists: dense attention as the
-    # method asks, without a second call and a concatenation, which cost a visible share of a
-    # sparse step at CPU sizes. Otherwise, and on a GPU (where one call has not been measured
-    # against cuDNN on the text rows), they go through the dense kernel.
-    if nt == 0 or (q.device.type == "cpu" and (nt if text.first else nv) % cfg.block_size == 0):
-        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first)
-    out_v = _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, cfg, text_lo, text_hi, slice(0, nv), False)
-    out_t = _dense(q[:, :, :nt] if text.first else q[:, :, nv:], k_use, v_use)
-    parts = [out_t, out_v] if text.first else [out_v, out_t]
-    # Concatenate along N in q's memory order so a [B, N, H, D] caller gets its layout back.
-    return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
+    # Text query rows that fill whole query blocks (the text starts on a block boundary) join the
+    # video rows' kernel call with full key lists: dense attention as the method asks, without a
+    # second call, on the CPU and the GPU alike. Otherwise the query block holding the boundary
+    # would need two key lists, so the text rows go through the dense kernel, and both parts are
+    # written into one output.
+    if nt == 0 or (nt if text.first else nv) % cfg.block_size == 0:
+        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first, out)
+    out = torch.empty_like(q) if out is None else out
+    _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, cfg, text_lo, text_hi, slice(0, nv), False,
+                 out[:, :, video])
+    rows = slice(0, nt) if text.first else slice(nv, n)
+    out[:, :, rows] = _dense(q[:, :, rows], k_use, v_use)
+    return out
 
 
 def estimate_cache_bytes(preset: Preset, config: AdaSpaConfig | None = None, dtype=torch.bfloat16) -> int:

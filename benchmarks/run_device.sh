@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One device-machine session: build against that machine's torch, run the tests (GPU ones
 # included), then the kernel benchmark. Logs go to $OUT (the device tool brings them back).
-# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [demo] [e2e]   (default: build test bench)
+# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [overhead] [demo] [e2e]   (default: build test bench)
 # smoke: the op tests on small odd shapes only, under a short time limit; a failure or a hang there
 # stops the session before the long stages. Every stage runs under STAGE_TIMEOUT seconds (default 480).
 # Wheels in .whl/ (benchmarks/fetch_wheels.sh: diffusers, the CUTLASS headers) are installed first,
 # offline, into /tmp/site ahead of the machine's own packages. e2e: benchmarks/bench_e2e.py with
 # $E2E_ARGS (e.g. "--models wan1.3b-480p --full-loop wan1.3b-480p"), JSON in $OUT/bench_e2e.json.
+# overhead: benchmarks/bench_step_overhead.py --legacy (the sparse step outside its attention kernels).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -62,5 +63,9 @@ for s in $stages; do
     schedule)
       $T python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1
       tail -n 40 "$OUT/bench_schedule.txt" ;;
+    overhead)
+      $T python3 benchmarks/bench_step_overhead.py --legacy ${OVERHEAD_ARGS:-} --csv "$OUT/bench_step_overhead.csv" \
+        > "$OUT/bench_step_overhead.txt" 2>&1
+      tail -n 12 "$OUT/bench_step_overhead.txt" ;;
   esac
 done

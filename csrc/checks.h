@@ -93,6 +93,52 @@ inline void check_lse(const char* op, const Tensor& lse, const Tensor& q, const 
                     shape_str(lse));
 }
 
+// out of sparse_attn_out: q's shape, dtype and device, a contiguous last dim, any other strides.
+inline void check_out(const char* op, const Tensor& out, const Tensor& q) {
+  ADASPA_CHECK_TYPE(out.scalar_type() == q.scalar_type(), "adaspa.", op, ": 'out' must have the dtype of 'q' (",
+                   q.scalar_type(), "), got ", out.scalar_type());
+  check_same_device(op, "out", out, q);
+  ADASPA_CHECK_VALUE(out.sizes() == q.sizes(), "adaspa.", op, ": 'out' must have the shape of 'q' ", shape_str(q),
+                    ", got ", shape_str(out));
+  ADASPA_CHECK_VALUE(out.size(3) <= 1 || out.stride(3) == 1, "adaspa.", op,
+                    ": 'out' must have a contiguous last dim (stride 1), got strides ", detail::msg(out.strides()));
+}
+
+// mask_to_idx: packed uint8 [B, H, Mq, ceil(mk / 8)], 0 <= width <= mk, text_qblocks >= 0.
+// Returns the params without pointers; the output is [B, H, Mq + text_qblocks, out_width].
+inline MaskIdxParams check_mask_to_idx(const Tensor& packed, int64_t mk, int64_t width, int64_t text_qblocks,
+                                       bool text_first) {
+  const char* op = "mask_to_idx";
+  ADASPA_CHECK_TYPE(packed.scalar_type() == kByte, "adaspa.", op, ": 'packed' must be uint8, got ",
+                   packed.scalar_type());
+  ADASPA_CHECK_VALUE(packed.dim() == 4, "adaspa.", op, ": 'packed' must be 4-D [B, H, Mq, ceil(mk / 8)], got shape ",
+                    shape_str(packed));
+  constexpr int64_t kIntMax = (int64_t{1} << 31) - 1;
+  ADASPA_CHECK_VALUE(mk >= 0 && mk <= kIntMax, "adaspa.", op, ": 'mk' must lie in [0, 2^31), got ", mk);
+  ADASPA_CHECK_VALUE(packed.size(3) == ceil_div(mk, 8), "adaspa.", op, ": 'packed' must be [B, H, Mq, ceil(mk / 8)] = [",
+                    packed.size(0), ", ", packed.size(1), ", ", packed.size(2), ", ", ceil_div(mk, 8), "] for mk = ", mk,
+                    ", got ", shape_str(packed));
+  ADASPA_CHECK_VALUE(width >= 0 && width <= mk, "adaspa.", op, ": 'width' must lie in [0, mk = ", mk, "], got ", width);
+  ADASPA_CHECK_VALUE(text_qblocks >= 0 && text_qblocks <= kIntMax - packed.size(2), "adaspa.", op,
+                    ": 'text_qblocks' must lie in [0, 2^31 - Mq), got ", text_qblocks);
+  MaskIdxParams p{};
+  p.mq = static_cast<int>(packed.size(2));
+  p.nbytes = static_cast<int>(packed.size(3));
+  p.mk = static_cast<int>(mk);
+  p.width = static_cast<int>(width);
+  p.out_width = static_cast<int>(text_qblocks > 0 ? mk : width);
+  p.text_qblocks = static_cast<int>(text_qblocks);
+  p.text_first = text_first;
+  p.rows = packed.size(0) * packed.size(1) * (packed.size(2) + text_qblocks);
+  return p;
+}
+
+// The idx tensor mask_to_idx returns for checked params p.
+inline Tensor new_mask_idx(const Tensor& packed, const MaskIdxParams& p) {
+  const int64_t rows = int64_t{p.mq} + p.text_qblocks, cols = p.out_width;
+  return tapi::new_empty(packed, {packed.size(0), packed.size(1), rows, cols}, kInt);
+}
+
 struct SelectShape {
   int64_t batch, heads, mq, mk;
 };

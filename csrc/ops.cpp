@@ -24,9 +24,13 @@ PyObject* PyInit__C(void) {
 
 ADASPA_LIBRARY(adaspa, m) {
   m.def("sparse_attn(Tensor q, Tensor k, Tensor v, Tensor idx, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse)");
+  // sparse_attn writing into a caller's tensor (e.g. a slice of a larger output): no concatenation.
+  m.def("sparse_attn_out(Tensor q, Tensor k, Tensor v, Tensor idx, Tensor(a!) out, int block_size=64, float? scale=None) -> Tensor lse");
   m.def("attn_search(Tensor q, Tensor k, Tensor v, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse, Tensor scores)");
   m.def("block_scores(Tensor q, Tensor k, Tensor lse, int block_size=64, float? scale=None) -> Tensor");
   m.def("select_blocks(Tensor scores, Tensor keep, Tensor? forced_kv=None) -> (Tensor idx, Tensor kept_mass)");
+  // The cached packed pattern -> the idx of one sparse_attn call (text query blocks' full lists included).
+  m.def("mask_to_idx(Tensor packed, int mk, int width, int text_qblocks=0, bool text_first=False) -> Tensor idx");
   // Which kernel path (portable / hopper) `op` would run on for q and block_size: CUDA only.
   m.def("kernel_path(Tensor q, int block_size=64, str op=\"sparse_attn\") -> str");
 }

@@ -14,6 +14,10 @@ def idx_for(device, b=1, h=2, mq=2, kmax=2):
     return torch.zeros(b, h, mq, kmax, dtype=torch.int32, device=device)
 
 
+def packed_for(device, b=1, h=2, mq=3, nbytes=2):
+    return torch.zeros(b, h, mq, nbytes, dtype=torch.uint8, device=device)
+
+
 CASES = [
     # (name, call(device), exception, message pattern)
     ("q rank", lambda dv: A.sparse_attn(qkv(dv)[0][0], *qkv(dv)[1:], idx_for(dv)), ValueError, "'q' must be 4-D"),
@@ -52,6 +56,22 @@ CASES = [
      "'forced_kv' must be \\[Mk\\]"),
     ("forced dtype", lambda dv: A.select_blocks(torch.zeros(1, 2, 3, 4, device=dv), torch.ones(2, dtype=torch.int32),
                                                 torch.zeros(4, device=dv)), TypeError, "'forced_kv' must be bool"),
+    ("packed dtype", lambda dv: A.mask_to_idx(packed_for(dv).int(), 9, 4), TypeError, "'packed' must be uint8"),
+    ("packed rank", lambda dv: A.mask_to_idx(packed_for(dv)[0], 9, 4), ValueError, "'packed' must be 4-D"),
+    ("packed bytes", lambda dv: A.mask_to_idx(packed_for(dv), 17, 4), ValueError,
+     "'packed' must be \\[B, H, Mq, ceil\\(mk / 8\\)\\] = \\[1, 2, 3, 3\\] for mk = 17"),
+    ("mk negative", lambda dv: A.mask_to_idx(packed_for(dv), -1, 0), ValueError, "'mk' must lie in \\[0, 2\\^31\\)"),
+    ("width above mk", lambda dv: A.mask_to_idx(packed_for(dv), 9, 10), ValueError,
+     "'width' must lie in \\[0, mk = 9\\], got 10"),
+    ("width negative", lambda dv: A.mask_to_idx(packed_for(dv), 9, -1), ValueError, "'width' must lie in"),
+    ("text_qblocks", lambda dv: A.mask_to_idx(packed_for(dv), 9, 4, -2), ValueError, "'text_qblocks' must lie in"),
+    ("out dtype", lambda dv: A.sparse_attn_out(*qkv(dv), idx_for(dv), qkv(dv, dtype=torch.float16)[0]), TypeError,
+     "'out' must have the dtype of 'q'"),
+    ("out shape", lambda dv: A.sparse_attn_out(*qkv(dv), idx_for(dv), qkv(dv, n=99)[0]), ValueError,
+     "'out' must have the shape of 'q'"),
+    ("out last dim", lambda dv: A.sparse_attn_out(*qkv(dv), idx_for(dv), torch.empty(1, 2, 64, 100, dtype=torch.bfloat16,
+                                                                                        device=dv).transpose(-1, -2)),
+     ValueError, "'out' must have a contiguous last dim"),
 ]
 
 
@@ -69,3 +89,6 @@ def test_device_mismatch():
         A.sparse_attn(q, k.cpu(), v, idx_for("cuda"))
     with pytest.raises(ValueError, match="'idx' must be on cuda"):
         A.sparse_attn(q, k, v, idx_for("cpu"))
+    with pytest.raises(ValueError, match="'out' must be on cuda"):
+        A.sparse_attn_out(q, k, v, idx_for("cuda"), q.cpu())
+

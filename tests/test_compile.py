@@ -18,6 +18,7 @@ def op_samples(device):
     scores = torch.rand(1, 2, 3, 4, device=device)
     keep = torch.tensor([1, 2], dtype=torch.int32, device=device)
     forced = torch.tensor([0, 0, 0, 1], dtype=torch.bool, device=device)
+    packed = torch.randint(0, 256, (1, 2, 3, 3), dtype=torch.uint8, device=device)
     return [
         (torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, None)),
         (torch.ops.adaspa.sparse_attn.default, (q, k, v, idx, 64, 0.2)),
@@ -25,6 +26,9 @@ def op_samples(device):
         (torch.ops.adaspa.block_scores.default, (q, k, lse, 64, None)),
         (torch.ops.adaspa.select_blocks.default, (scores, keep, forced)),
         (torch.ops.adaspa.select_blocks.default, (scores, keep, None)),
+        (torch.ops.adaspa.sparse_attn_out.default, (q, k, v, idx, torch.empty_like(q), 64, None)),
+        (torch.ops.adaspa.mask_to_idx.default, (packed, 20, 5, 0, False)),
+        (torch.ops.adaspa.mask_to_idx.default, (packed, 20, 20, 2, True)),
     ]
 
 
@@ -64,6 +68,29 @@ def test_compile_fullgraph_matches_eager(device):
     keep = torch.tensor([1, 3], dtype=torch.int32, device=device)
     eager = search_select_attend(q, k, v, keep)
     compiled = torch.compile(search_select_attend, fullgraph=True)(q, k, v, keep)
+    for e, c in zip(eager, compiled):
+        assert e.stride() == c.stride()
+        torch.testing.assert_close(e, c, rtol=0, atol=0)
+
+
+def lean_sparse_step(q, k, v, packed):
+    """The runtime's sparse step with text rows after the video rows: pattern to idx, video rows
+    written into a slice of one output, text rows densely into the rest."""
+    out = torch.empty_like(q)
+    idx = A.mask_to_idx(packed, 4, 3)
+    A.sparse_attn_out(q[:, :, :130], k, v, idx, out[:, :, :130], 64)
+    out[:, :, 130:] = torch.nn.functional.scaled_dot_product_attention(q[:, :, 130:], k, v)
+    return out, idx
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_lean_sparse_step(device):
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
+    torch._dynamo.reset()
+    q, k, v = make_qkv(1, 2, 150, 200, 64, torch.bfloat16, device, layout="bnhd")
+    packed = torch.tensor([5, 3, 8], dtype=torch.uint8, device=device).view(1, 1, 3, 1).expand(1, 2, 3, 1).contiguous()
+    eager = lean_sparse_step(q, k, v, packed)
+    compiled = torch.compile(lean_sparse_step, fullgraph=True)(q, k, v, packed)
     for e, c in zip(eager, compiled):
         assert e.stride() == c.stride()
         torch.testing.assert_close(e, c, rtol=0, atol=0)

@@ -209,3 +209,79 @@ def test_scale_argument(device):
     ro, rl, rs = R.attn_search_ref(q, k, v, 64, 0.3)
     check_lse(lse, rl, "search scale")
     torch.testing.assert_close(s.double(), rs, rtol=2e-3, atol=1e-2)
+
+
+def random_packed(b, h, mq, mk, width, density, device="cpu"):
+    """uint8 [B, H, Mq, ceil(mk / 8)]: random patterns of at most `width` blocks per row (as the
+    runtime caches them), query block 0 empty, and stray set bits above mk in the last byte, which
+    every reader must ignore."""
+    bits = torch.rand(b, h, mq, mk) < density
+    bits &= bits.cumsum(-1) <= width
+    bits[:, :, :1] = False
+    nbytes = (mk + 7) // 8
+    padded = torch.ones(b, h, mq, nbytes * 8, dtype=torch.bool)
+    padded[..., :mk] = bits
+    weights = 1 << torch.arange(8)
+    return (padded.unflatten(-1, (nbytes, 8)).long() * weights).sum(-1).to(torch.uint8).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mq,mk", [(1, 1), (3, 7), (5, 8), (4, 13), (6, 64), (3, 70), (2, 333)])
+@pytest.mark.parametrize("text_qblocks,text_first", [(0, False), (1, False), (3, False), (1, True), (2, True)])
+def test_mask_to_idx_equals_unpack_and_text_lists(device, mq, mk, text_qblocks, text_first):
+    """mask_to_idx is the runtime's old sparse-step pipeline in one kernel: exactly
+    _with_text_lists(unpack_block_mask(...)) for widths below and equal to mk, empty rows,
+    text query blocks before or after the video ones."""
+    from adaspa_ext.runtime import _with_text_lists, unpack_block_mask
+    for width in sorted({0, 1, mk // 3, mk}):
+        for density in (0.2, 1.0):
+            packed = random_packed(2, 3, mq, mk, width, density, device)
+            want = _with_text_lists(unpack_block_mask(packed, mk, width), mk, text_qblocks, text_first)
+            got = A.mask_to_idx(packed, mk, width, text_qblocks, text_first)
+            assert got.dtype == torch.int32 and got.is_contiguous() and got.device == packed.device
+            assert got.shape == want.shape and torch.equal(got, want), (width, density)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mask_to_idx_empty_shapes_and_truncation(device):
+    from adaspa_ext.runtime import unpack_block_mask
+    assert A.mask_to_idx(torch.zeros(0, 2, 3, 2, dtype=torch.uint8, device=device), 9, 4, 2).shape == (0, 2, 5, 9)
+    assert A.mask_to_idx(torch.zeros(1, 1, 0, 1, dtype=torch.uint8, device=device), 5, 5).shape == (1, 1, 0, 5)
+    full = A.mask_to_idx(torch.zeros(1, 1, 0, 0, dtype=torch.uint8, device=device), 0, 0, 2, True)
+    assert full.shape == (1, 1, 2, 0)
+    # more set bits than width: the first width blocks (unpack_block_mask would index out of range)
+    packed = torch.tensor([[[[0b10110110, 0b1]]]], dtype=torch.uint8, device=device)
+    assert A.mask_to_idx(packed, 9, 3).tolist() == [[[[1, 2, 4]]]]
+    assert A.mask_to_idx(packed, 9, 9).tolist() == [[[[1, 2, 4, 5, 7, 8, -1, -1, -1]]]]
+    assert torch.equal(A.mask_to_idx(packed, 9, 6), unpack_block_mask(packed, 9, 6))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_sparse_attn_out_writes_what_sparse_attn_returns(device, layout):
+    """Into a fresh tensor, into the rows of a larger buffer (its slice, any layout), and into a
+    tensor whose base is not 16-byte aligned (written through an aligned copy on the GPU):
+    bit-identical to sparse_attn, nothing else touched."""
+    require_kernels(device, "sparse_attn", torch.bfloat16, 64, 64)
+    q, k, v = make_qkv(1, 2, 300, 260, 64, torch.bfloat16, device, layout=layout)
+    idx = random_idx(1, 2, 5, 5, 4, density=0.6, device=device)
+    want, want_lse = A.sparse_attn(q, k, v, idx, 64)
+    out = torch.full_like(q, float("nan"))
+    lse = A.sparse_attn_out(q, k, v, idx, out, 64)
+    assert torch.equal(out, want) and torch.equal(lse, want_lse)
+    for lo in (40, 3):
+        big = torch.full((1, 2, 300 + lo + 7, 64), float("nan"), dtype=q.dtype, device=device)
+        if layout == "bnhd":
+            big = big.transpose(1, 2).contiguous().transpose(1, 2)
+        A.sparse_attn_out(q, k, v, idx, big[:, :, lo:lo + 300], 64)
+        assert torch.equal(big[:, :, lo:lo + 300], want), lo
+        assert big[:, :, :lo].isnan().all() and big[:, :, lo + 300:].isnan().all()
+    flat = torch.full((q.numel() + 1,), float("nan"), dtype=q.dtype, device=device)
+    shifted = flat[1:].view(1, 2, 300, 64) if layout == "bhnd" else flat[1:].view(1, 300, 2, 64).transpose(1, 2)
+    assert shifted.data_ptr() % 16 != 0
+    A.sparse_attn_out(q, k, v, idx, shifted, 64)
+    assert torch.equal(shifted, want) and flat[0].isnan()
+    with pytest.raises(RuntimeError, match="sparse_attn_out writes into 'out' and has no autograd"):
+        A.sparse_attn_out(q.requires_grad_(), k, v, idx, out, 64)
+    with torch.no_grad():
+        A.sparse_attn_out(q, k, v, idx, out, 64)

@@ -231,3 +231,47 @@ def test_tiny_pattern_keeps_a_video_block_per_row(text_tokens, sparsity):
         assert (mask[..., ~forced].sum(-1) >= 1).all(), (step, st.keep)
         assert (st.keep >= 1).all()
         assert (o[:, :, :nv].abs().sum(-1) > 0).all(), step  # no video row left with output 0
+
+
+@pytest.mark.parametrize("first,nv,nt,valid", [(False, 300, 37, None), (True, 250, 90, (70, 70)),
+                                                (False, 256, 64, None), (False, 200, 30, (30, 12)), (False, 333, 0, None)])
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_sparse_step_from_the_packed_pattern_and_one_output(first, nv, nt, valid, layout):
+    """The GPU's sparse step (no cached idx: mask_to_idx from the packed pattern) gives exactly the
+    CPU's (cached idx); text rows outside the video call, per-batch states and the video rows
+    all land in one output laid out like q."""
+    b, h, d = 2, 2, 64
+    q, k, v = make_qkv(b, h, nv + nt, nv + nt, d, torch.float32, "cpu", layout=layout)
+    session = AdaSpaSession(AdaSpaConfig(sparsity=0.8, num_steps=4, warmup_steps=0, search_steps=(0,)))
+    st = LayerState()
+    text = TextSpec(nt, first, valid)
+    for step in range(3):  # fused search, then sparse steps
+        session.set_step(step)
+        o = adaspa_attention(q, k, v, st, session, text)
+        assert o.stride() == q.stride() and torch.isfinite(o).all()
+        if step == 0:
+            continue
+        states = list(st.sub.values()) or [st]
+        cached = [s.idx for s in states]
+        assert all(i is not None for i in cached)
+        for s in states:
+            s.idx = None
+        lean = adaspa_attention(q, k, v, st, session, text)
+        for s, i in zip(states, cached):
+            s.idx = i
+        assert torch.equal(lean, o) and lean.stride() == q.stride()
+    assert {p for *_, p in session.log} == {"search_fused", "sparse"}
+
+
+def test_inputs_requiring_grad_keep_the_forward_only_error():
+    """Text rows outside the video call: the video rows go through sparse_attn (not the out
+    variant, which has no autograd), so a gradient still reaches the forward-only error."""
+    q, k, v = (t.requires_grad_() for t in make_qkv(1, 2, 337, 337, 64, torch.float32, "cpu"))
+    session = AdaSpaSession(AdaSpaConfig(sparsity=0.8, num_steps=4, warmup_steps=0, search_steps=(0,)))
+    st = LayerState()
+    for step in range(2):
+        session.set_step(step)
+        o = adaspa_attention(q, k, v, st, session, TextSpec(37))
+    assert o.requires_grad
+    with pytest.raises(NotImplementedError, match="adaspa.sparse_attn has no backward"):
+        o[:, :, :300].sum().backward()

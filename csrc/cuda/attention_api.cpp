@@ -141,17 +141,20 @@ void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParam
   for (int i = 0; i < ops.n; ++i) check_launch(fns[i](p, stream), ops.op);
 }
 
-std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
-                                            int64_t block_size, std::optional<double> scale) {
-  const char* op = "sparse_attn";
+// Checks shared by sparse_attn and sparse_attn_out.
+AttnShape check_sparse(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
+                       int64_t block_size, std::optional<double> scale) {
   const AttnShape s = check_qkv(op, q, k, &v, block_size, scale);
   check_idx(op, idx, q, s);
   check_grid(op, s);
   ADASPA_CHECK_VALUE(idx.size(3) < (int64_t{1} << 31), "adaspa.", op, ": 'idx' rows must be shorter than 2^31");
-  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
-  Tensor out = tapi::empty_like(q);
-  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
-  if (empty_grid(s)) return {out, lse};
+  return s;
+}
+
+// Runs the sparse kernel writing out (vector aligned: the epilogue's stores need it) and lse.
+void run_sparse(const AttnShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
+                const Tensor& idx, const Tensor& out, Tensor& lse) {
+  if (empty_grid(s)) return;
   const Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
   const Tensor idxc = tapi::contiguous(idx);
   AttnParams p = base_params(s);
@@ -161,7 +164,35 @@ std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, co
   p.idx = idxc.const_data_ptr<int32_t>();
   p.kmax = static_cast<int>(idxc.size(3));
   launch(kSparseAttn, s, q, p);
+}
+
+std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
+                                            int64_t block_size, std::optional<double> scale) {
+  const AttnShape s = check_sparse("sparse_attn", q, k, v, idx, block_size, scale);
+  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
+  Tensor out = tapi::empty_like(q);
+  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
+  run_sparse(s, q, k, v, idx, out, lse);
   return {out, lse};
+}
+
+// An out the kernel cannot store into directly (base or strides not 16-byte multiples) is
+// written through an aligned copy, like misaligned inputs are read through one.
+Tensor sparse_attn_out_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
+                            int64_t block_size, std::optional<double> scale) {
+  const char* op = "sparse_attn_out";
+  const AttnShape s = check_sparse(op, q, k, v, idx, block_size, scale);
+  check_out(op, out, q);
+  const tapi::CudaDeviceGuard guard(tapi::device_index(q));
+  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
+  if (is_vector_aligned(out)) {
+    run_sparse(s, q, k, v, idx, out, lse);
+  } else {
+    Tensor staged = tapi::new_empty(q, q.sizes(), q.scalar_type());
+    run_sparse(s, q, k, v, idx, staged, lse);
+    tapi::copy_into(out, staged);
+  }
+  return lse;
 }
 
 std::tuple<Tensor, Tensor, Tensor> attn_search_cuda(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -215,6 +246,7 @@ std::string kernel_path_cuda(const Tensor& q, int64_t block_size, std::string_vi
 
 ADASPA_LIBRARY_IMPL(adaspa, CUDA, m) {
   m.impl("sparse_attn", ADASPA_KERNEL(&sparse_attn_cuda));
+  m.impl("sparse_attn_out", ADASPA_KERNEL(&sparse_attn_out_cuda));
   m.impl("attn_search", ADASPA_KERNEL(&attn_search_cuda));
   m.impl("block_scores", ADASPA_KERNEL(&block_scores_cuda));
   m.impl("kernel_path", ADASPA_KERNEL(&kernel_path_cuda));

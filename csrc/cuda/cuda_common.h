@@ -26,10 +26,12 @@ inline void check_launch(cudaError_t err, const char* op) {
 
 // The kernels move 16-byte vectors: the base must be 16-byte aligned and every batch / head /
 // row stride (of a dim longer than 1) a multiple of 8 elements. Anything else is copied once.
-inline Tensor vector_aligned(const Tensor& t) {
+inline bool is_vector_aligned(const Tensor& t) {
   bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
   for (int d = 0; d < 3; ++d) ok = ok && (t.size(d) <= 1 || t.stride(d) % 8 == 0);
-  return ok ? t : tapi::contiguous(t);
+  return ok;
 }
+
+inline Tensor vector_aligned(const Tensor& t) { return is_vector_aligned(t) ? t : tapi::contiguous(t); }
 
 }  // namespace adaspa

@@ -35,5 +35,6 @@ extern const KernelEntry kAttentionKernels[];
 extern const int kNumAttentionKernels;
 
 cudaError_t run_select(const SelectParams& params, cudaStream_t stream);
+cudaError_t run_mask_to_idx(const MaskIdxParams& params, cudaStream_t stream);
 
 }  // namespace adaspa

@@ -56,4 +56,20 @@ struct SelectParams {
   int batch, heads, mq, mk;
 };
 
+// Packed block pattern -> kernel idx (mask_to_idx). Output rows are the video query blocks'
+// lists (the set bits of their pattern rows, ascending, at most `width` of them, then -1) and
+// `text_qblocks` query blocks of text, before or after them, that list every key block.
+struct MaskIdxParams {
+  const uint8_t* packed;  // [B, H, Mq, nbytes] contiguous: bit j % 8 of byte j / 8 = key block j
+  int32_t* idx;           // [B, H, Mq + text_qblocks, out_width] contiguous, written
+  int64_t rows;           // B * H * (Mq + text_qblocks): output rows
+  int mq;                 // video query blocks (rows of the pattern per (b, h))
+  int nbytes;             // bytes per pattern row: ceil(mk / 8)
+  int mk;                 // key blocks; bits at or above mk are ignored
+  int width;              // entries per video row (<= mk); set bits beyond the first width are dropped
+  int out_width;          // entries per output row: width without text rows, else mk
+  int text_qblocks;       // text query blocks (full key lists)
+  bool text_first;        // text query blocks before (true) or after (false) the video ones
+};
+
 }  // namespace adaspa
