@@ -114,6 +114,9 @@ def _ulysses_config(tr):
         raise ValueError(f"adaspa: ring attention (ContextParallelConfig(ring_degree={cp.ring_degree})) is not "
                          "supported: each rank would see only a slice of the keys at a time, and AdaSpa selects "
                          "key blocks over the whole sequence; use ContextParallelConfig(ulysses_degree=N)")
+    if type(tr).__name__ in _NO_CP:
+        raise ValueError(f"adaspa: {type(tr).__name__} under context parallelism is not supported: "
+                         f"{_NO_CP[type(tr).__name__]}")
     if cp.ulysses_anything:
         raise ValueError("adaspa: ContextParallelConfig(ulysses_anything=True) is not supported (it pads heads "
                          "and sequences); use ulysses_degree dividing the number of heads and the sequence")
@@ -140,6 +143,48 @@ def _joint_order(world: int, s_local: int, t_local: int, text_first: bool, devic
 
 def _inverse(order: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+
+
+def _cp_plans() -> dict:
+    """Context-parallel plans (diffusers' ContextParallelModelPlan) for the families whose diffusers
+    0.42.1 class has none: split the video and text streams at the first block, the video RoPE
+    table at its output, gather the video at proj_out. Each rank then holds [video_r | text_r]
+    (HunyuanVideo) or [text_r | video_r] (CogVideoX); the wrapper puts the gathered sequence back in
+    one process's order before AdaSpa (_joint_order). For adaspa's processors only: diffusers' own
+    processors of these families would attend with the wrong mask (HunyuanVideo) or without the
+    all-to-all (CogVideoX calls F.scaled_dot_product_attention)."""
+    from diffusers.models._modeling_parallel import ContextParallelInput as In, ContextParallelOutput as Out
+    streams = {"hidden_states": In(split_dim=1, expected_dims=3), "encoder_hidden_states": In(split_dim=1, expected_dims=3)}
+    rope = In(split_dim=0, expected_dims=2, split_output=True)
+    return {
+        "HunyuanVideoTransformer3DModel": {"rope": {0: rope, 1: rope}, "transformer_blocks.0": streams,
+                                           "proj_out": Out(gather_dim=1, expected_dims=3)},
+        # the pipeline passes the RoPE table to forward, which hands it to every block
+        "CogVideoXTransformer3DModel": {"transformer_blocks.*": {"image_rotary_emb": [In(split_dim=0, expected_dims=2)] * 2},
+                                        "transformer_blocks.0": streams, "proj_out": Out(gather_dim=1, expected_dims=3)},
+    }
+
+
+CP_PLANS = {"HunyuanVideoTransformer3DModel", "CogVideoXTransformer3DModel"}  # classes cp_plan() adds a plan for
+_NO_CP = {"HunyuanVideo15Transformer3DModel": "its text segment (image + ByT5 + MLLM tokens) rarely divides by the "
+          "degree and its processor builds the attention mask over the whole sequence"}
+
+
+def cp_plan(transformer) -> dict:
+    """The context-parallel plan to pass to transformer.enable_parallelism(config=..., cp_plan=...):
+    diffusers' own where the class has one (Wan, LTX-Video, ...), adaspa's for HunyuanVideo and
+    CogVideoX (see _cp_plans)."""
+    name = type(transformer).__name__
+    if name in _NO_CP:
+        raise ValueError(f"adaspa: {name} under context parallelism is not supported: {_NO_CP[name]}")
+    own = getattr(type(transformer), "_cp_plan", None)
+    if own is not None:
+        return own
+    plans = _cp_plans()
+    if name not in plans:
+        raise ValueError(f"adaspa: no context-parallel plan for {name} (diffusers has none, nor has adaspa; "
+                         f"adaspa adds plans for {sorted(CP_PLANS)})")
+    return plans[name]
 
 
 @dataclass
