@@ -29,8 +29,9 @@ from . import ops
 from .config import AdaSpaConfig
 from .presets import Preset
 
-__all__ = ["TextSpec", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask", "unpack_block_mask",
-           "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes"]
+__all__ = ["TextSpec", "HeadShard", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask",
+           "unpack_block_mask", "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes",
+           "head_work", "rank_work", "work_imbalance", "balanced_head_order"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,46 @@ class TextSpec:
     length: int = 0
     first: bool = False
     valid: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class HeadShard:
+    """This process holds some heads of a layer whose heads are spread over a process group (Ulysses
+    sequence parallelism: after the sequence -> head all-to-all each rank holds the whole sequence
+    of H / world heads).
+
+    order: int64 [H], the global head ids in rank order: rank r holds order[r * H / world : (r + 1) *
+        H / world], in that order (the identity unless heads were rebalanced).
+    The head-adaptive tiers rank every head of the layer, so `_select` gathers the per-head recall
+    over the group and assigns the tiers of the whole layer, exactly as one process holding every
+    head would.
+    """
+    group: object
+    rank: int
+    world: int
+    order: Tensor
+
+    @property
+    def heads(self) -> Tensor:
+        """Global ids of this rank's heads, in local order."""
+        hl = self.order.numel() // self.world
+        return self.order[self.rank * hl:(self.rank + 1) * hl]
+
+    def gather(self, t: Tensor, dim: int = 0) -> Tensor:
+        """Per-local-head values (heads along `dim`) of every rank, in rank order (torch.distributed
+        all_gather over the group): positions follow `order`, not the global head ids."""
+        import torch.distributed as dist
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t, group=self.group)
+        return torch.cat(parts, dim=dim)
+
+    def gather_global(self, t: Tensor) -> Tensor:
+        """[H_local] per-head values of every rank -> [H] indexed by global head id."""
+        ranked = self.gather(t)
+        out = torch.empty_like(ranked)
+        out[self.order.to(ranked.device)] = ranked
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,9 +245,11 @@ def _tier_keeps(cfg: AdaSpaConfig, mk_video: int) -> tuple[int, int, int]:
     return tuple(max(min(1, mk_video), int(round((1 - s) * mk_video))) for s in (hi, base, lo))
 
 
-def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st: LayerState) -> Tensor:
+def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st: LayerState,
+            shard: HeadShard | None = None) -> Tensor:
     """Head-adaptive tiers (docs/method.md, "Head-adaptive sparsity") and row-wise top-k; returns
-    full-width idx."""
+    full-width idx. With a shard, the tiers rank the recall of every head of the layer (gathered
+    over the shard's group), so each rank keeps what one process holding all heads would."""
     h = scores.shape[1]
     k_hi, k0, k_lo = _tier_keeps(cfg, mk_video)
     dev = scores.device
@@ -214,10 +257,15 @@ def _select(cfg: AdaSpaConfig, scores: Tensor, forced: Tensor, mk_video: int, st
     if cfg.head_adaptive:
         _, kept0 = ops.select_blocks(scores, keep, forced)
         recall0 = kept0.mean(dim=(0, 2))
-        n = torch.clamp((recall0 > cfg.recall_threshold).sum(), max=h // 2)
+        if shard is not None:
+            recall0 = shard.gather_global(recall0)
+        ht = recall0.numel()
+        n = torch.clamp((recall0 > cfg.recall_threshold).sum(), max=ht // 2)
         order = torch.argsort(recall0, descending=True, stable=True)
-        rank = torch.empty_like(order).scatter_(0, order, torch.arange(h, device=dev))
-        keep = torch.where(rank < n, k_hi, torch.where(rank >= h - n, k_lo, k0)).to(torch.int32)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(ht, device=dev))
+        keep = torch.where(rank < n, k_hi, torch.where(rank >= ht - n, k_lo, k0)).to(torch.int32)
+        if shard is not None:
+            keep = keep[shard.heads.to(dev)].contiguous()
     idx, kept = ops.select_blocks(scores, keep, forced)
     st.keep, st.recall = keep, kept.mean(dim=(0, 2))
     return idx
@@ -254,7 +302,7 @@ def _sparse(q, k, v, idx, bs: int, out: Tensor | None) -> Tensor:
 
 
 def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int,
-                 video: slice, text_first: bool, out: Tensor | None = None):
+                 video: slice, text_first: bool, out: Tensor | None = None, shard: HeadShard | None = None):
     """AdaSpa attention of q's rows: `video` (a block-aligned range of them) per the schedule, any
     other rows (text query rows, whole query blocks of them) densely, in the same kernel calls.
     Written into `out` (q's shape) when given, else returned as a new tensor."""
@@ -277,12 +325,12 @@ def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo
         if text_qblocks:  # the text rows' dense output is kept; their LSE and scores are not needed
             lse = lse[:, :, video].contiguous()
             scores = scores[:, :, video.start // bs:math.ceil(video.stop / bs)]
-        idx = _select(cfg, scores, forced, mk_video, st)
+        idx = _select(cfg, scores, forced, mk_video, st, shard)
         st.lse = lse
         kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
     else:  # search_cached
         scores = ops.block_scores(q[:, :, video], k, st.lse, bs)
-        idx = _select(cfg, scores, forced, mk_video, st)
+        idx = _select(cfg, scores, forced, mk_video, st, shard)
         kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
         out = _sparse(q, k, v, kidx, bs, out)
     st.mask, st.width = pack_block_mask(idx[..., :width], mk), width
@@ -293,16 +341,17 @@ def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo
 
 
 def adaspa_attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaSpaSession,
-                     text: TextSpec = TextSpec(), layer_key: object = None) -> Tensor:
+                     text: TextSpec = TextSpec(), layer_key: object = None, shard: HeadShard | None = None) -> Tensor:
     """AdaSpa attention for one layer call. q, k, v: [B, H, N, D] (any strides, last dim
     contiguous). Returns [B, H, N, D] laid out like q. Text query rows attend densely; video
     rows follow the schedule with every key block that holds text forced into each row; padded
-    text keys are never attended."""
-    return _attention(q, k, v, state, session, text, layer_key, None)
+    text keys are never attended. shard: q, k, v hold only some heads of the layer (the whole
+    sequence of this rank's heads under Ulysses); the tiers are then assigned over all heads."""
+    return _attention(q, k, v, state, session, text, layer_key, None, shard)
 
 
 def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaSpaSession, text: TextSpec,
-               layer_key: object, out: Tensor | None) -> Tensor:
+               layer_key: object, out: Tensor | None, shard: HeadShard | None) -> Tensor:
     """adaspa_attention, written into `out` (q's shape) when given. Parts of the output computed
     by separate calls (batch elements, text rows) are written into one tensor, not concatenated."""
     cfg = session.config
@@ -314,7 +363,7 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
         out = torch.empty_like(q) if out is None else out
         for i in range(b):
             _attention(q[i:i + 1], k[i:i + 1], v[i:i + 1], state.sub.setdefault(i, LayerState()), session,
-                       TextSpec(nt, text.first, (valid[i],)), layer_key, out[i:i + 1])
+                       TextSpec(nt, text.first, (valid[i],)), layer_key, out[i:i + 1], shard)
         return out
     t_valid = nt if valid is None else int(valid[0])
     nv = n - nt
@@ -341,13 +390,68 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
     # would need two key lists, so the text rows go through the dense kernel, and both parts are
     # written into one output.
     if nt == 0 or (nt if text.first else nv) % cfg.block_size == 0:
-        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first, out)
+        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first, out, shard)
     out = torch.empty_like(q) if out is None else out
     _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, cfg, text_lo, text_hi, slice(0, nv), False,
-                 out[:, :, video])
+                 out[:, :, video], shard)
     rows = slice(0, nt) if text.first else slice(nv, n)
     out[:, :, rows] = _dense(q[:, :, rows], k_use, v_use)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Work per head and its balance over ranks (Ulysses). The head-adaptive tiers give a head of the
+# high-recall tier (1 - s) / 2 of the key blocks per row and one of the low-recall tier 3 (1 - s) / 2,
+# 3x as many: with heads split over ranks, the rank holding the low-recall heads sets the pace.
+
+_POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
+
+
+def head_work(state: LayerState, block_size: int) -> Tensor:
+    """float64 [H] (the state's heads): (query block, key block) pairs each head's kernel visits
+    at a sparse step, i.e. its kept blocks from the cached pattern plus the text query blocks,
+    which attend to every key block; summed over the batch. Zeros before the first search."""
+    if state.sub:
+        return sum(head_work(s, block_size) for s in state.sub.values())
+    if state.mask is None:
+        return torch.zeros(state.keep.numel() if state.keep is not None else 0, dtype=torch.float64)
+    b, h, nv, nk, _, n = state.shape_key
+    kept = _POPCOUNT.to(state.mask.device)[state.mask.long()].sum(dim=(0, 2, 3)).double().cpu()
+    text_qblocks = math.ceil(n / block_size) - math.ceil(nv / block_size)
+    return kept + b * text_qblocks * math.ceil(nk / block_size)
+
+
+def rank_work(work: Tensor, world: int, order: Tensor | None = None) -> Tensor:
+    """[world] summed work of each rank's heads when rank r holds order[r * H / world : ...] (the
+    identity order: contiguous heads, diffusers' Ulysses split)."""
+    w = work.double().cpu()
+    if order is not None:
+        w = w[order.cpu()]
+    return w.view(world, -1).sum(dim=1)
+
+
+def work_imbalance(work: Tensor, world: int, order: Tensor | None = None) -> float:
+    """max rank work / mean rank work (1.0: balanced): the time of a sparse step over its time if
+    work were spread evenly, as far as attention goes."""
+    r = rank_work(work, world, order)
+    return float(r.max() / r.mean()) if float(r.mean()) > 0 else 1.0
+
+
+def balanced_head_order(work: Tensor, world: int) -> Tensor:
+    """int64 [H]: an order of the heads (rank r takes the r-th H / world of it) that balances the
+    ranks' work: heads by decreasing work, each to the least loaded rank that has room (ties to the
+    lower head id / rank), each rank's heads ascending. Deterministic, so every rank computes the
+    same order from the same gathered work."""
+    w = work.double().cpu()
+    h = w.numel()
+    hl = h // world
+    load = [0.0] * world
+    heads: list[list[int]] = [[] for _ in range(world)]
+    for i in torch.argsort(-w, stable=True).tolist():
+        r = min((r for r in range(world) if len(heads[r]) < hl), key=lambda r: (load[r], r))
+        heads[r].append(i)
+        load[r] += float(w[i])
+    return torch.tensor([i for hs in heads for i in sorted(hs)], dtype=torch.int64)
 
 
 def estimate_cache_bytes(preset: Preset, config: AdaSpaConfig | None = None, dtype=torch.bfloat16) -> int:

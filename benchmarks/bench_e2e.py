@@ -5,6 +5,7 @@ Usage:
   python benchmarks/bench_e2e.py [--models hunyuan-720p wan14b-720p wan1.3b-480p cogvideox1.5-720p]
       [--steps 50] [--sparsity 0.8] [--reps 1] [--compile | --compile-only] [--compile-backend inductor]
       [--full-loop wan1.3b-480p] [--json OUT] [--csv OUT] [--tiny]
+  torchrun --nproc_per_node N benchmarks/bench_e2e.py --ulysses N [--balance-heads] [--single-json 1GPU.json] ...
 
 Per model (a preset of adaspa_ext.presets with a ModelSpec): the transformer is built from
 diffusers' own class at its published configuration directly on the GPU (module created under
@@ -31,6 +32,14 @@ the same kernels; compiled: at full size, which compiles the graphs).
 Expected time on an H200 (eager, --reps 1, build included): hunyuan-720p ~4 min, wan14b-720p ~4
 min, cogvideox1.5-720p ~3 min, wan1.3b-480p ~1 min (+2 min with --full-loop); --compile roughly
 doubles each. --tiny runs CPU-sized variants of the same classes (the tests use it).
+
+--ulysses N (under torchrun, N processes, NCCL on GPUs, gloo on the CPU): every configuration runs
+under diffusers' own Ulysses context parallelism (ContextParallelConfig(ulysses_degree=N),
+enable_parallelism with adaspa_diffusers.cp_plan); dense_default / dense_best are then dense
+attention on the same N GPUs, so x_best is the speedup over dense on the same GPUs. --single-json
+names the JSON of a one-GPU run of the same models: x_1gpu is then its AdaSpa total over this one.
+Rank 0 prints and writes; the row also carries the rank imbalance of the sparse steps
+(ulysses_imbalance, before / after --balance-heads).
 """
 from __future__ import annotations
 
@@ -373,7 +382,7 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
     # 2. AdaSpa, phase by phase (its dense phase is the best dense baseline)
     if compiled:
         torch._dynamo.reset()  # new processors: compile afresh rather than recompile on guard failures
-    session = AD.apply(model, cfg, steps="manual")
+    session = AD.apply(model, cfg, steps="manual", balance_heads=BALANCE_HEADS)
     attn = AttentionTimer(device) if not compiled else None
     try:
         with torch.inference_mode(), best_dense_context(device), (attn or nullcontext()):
@@ -398,6 +407,7 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
                     res["attn_ms"][phase] = attn.take_ms() / reps
             res["cache_gib"] = session.cache_bytes() / 2**30
             res["density"] = statistics.mean(s.density for states in session._layers.values() for s in states)
+            res["imbalance"] = {k: v for k, v in AD.ulysses_imbalance(model).items() if k != "layers"} or None
     finally:
         AD.remove(model)
     res["step_ms"]["dense_best"] = res["step_ms"]["dense"]
@@ -453,8 +463,12 @@ def run_model(name: str, args, device, dtype) -> list[dict]:
     cfg = schedule_config(args.steps, args.sparsity)
     counts = phase_counts(cfg)
     t0 = time.perf_counter()
+    torch.manual_seed(0)  # the same random weights on every rank
     model = build_transformer(spec, device, dtype)
     build_s = time.perf_counter() - t0
+    if args.ulysses > 1:
+        from diffusers import ContextParallelConfig
+        model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=args.ulysses), cp_plan=AD.cp_plan(model))
     weights_gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
@@ -484,7 +498,11 @@ def run_model(name: str, args, device, dtype) -> list[dict]:
                    attn_share_dense=(m["attn_ms"]["dense"] / sm["dense"]) if m["attn_ms"] else None,
                    peak_gib=dict(peaks, adaspa=peak_ada), weights_gib=weights_gib,
                    extra_mem_pct=(100 * (peak_ada / peaks["dense_best"] - 1)) if peak_ada else None,
-                   cache_gib=m["cache_gib"], density=m["density"], finite=m["finite"], build_s=build_s)
+                   cache_gib=m["cache_gib"], density=m["density"], finite=m["finite"], build_s=build_s,
+                   ulysses=args.ulysses, imbalance=m["imbalance"])
+        single = SINGLE.get((name, mode))
+        if single is not None:
+            row["speedup"]["vs_1gpu_adaspa"] = single["total_s"]["adaspa"] * 1e3 / totals["adaspa"]
         if "full_loop" in m:
             fl = m["full_loop"]
             row["full_loop"] = dict(measured_s=fl["total_ms"] / 1e3, composed_s=totals["adaspa"] / 1e3,
@@ -514,18 +532,44 @@ def summary_table(rows: list[dict]) -> str:
                          x_best=r["speedup"]["vs_best"], x_default=r["speedup"]["vs_default"],
                          attn_pct=100 * r["attn_share_dense"] if r["attn_share_dense"] is not None else None,
                          peak_dense=r["peak_gib"].get("dense_best"), peak_ada=r["peak_gib"].get("adaspa"),
-                         extra_pct=r["extra_mem_pct"],
+                         extra_pct=r["extra_mem_pct"], x_1gpu=r["speedup"].get("vs_1gpu_adaspa"),
                          loop_diff=r["full_loop"]["diff_pct"] if "full_loop" in r else None))
     cols = [("model", "s", 19), ("mode", "s", 7), ("tokens", "d", 7), ("default", ".3f", 8), ("best", ".3f", 8),
             ("fused", ".3f", 8), ("sparse", ".3f", 8), ("cached", ".3f", 8), ("T_default", ".1f", 9),
             ("T_best", ".1f", 8), ("T_adaspa", ".1f", 8), ("x_best", ".2f", 6), ("x_default", ".2f", 9),
+            ("x_1gpu", ".2f", 6),
             ("attn_pct", ".1f", 8), ("peak_dense", ".1f", 10), ("peak_ada", ".1f", 8), ("extra_pct", ".1f", 9),
             ("loop_diff", ".2f", 9)]
     legend = ("step columns: seconds per denoising step (all CFG forwards); T_*: composed totals over the schedule "
-              "(s); x_best / x_default: speedup vs dense_best / dense_default; attn_pct: attention's share of a "
+              "(s); x_best / x_default: speedup vs dense_best / dense_default (on the same GPUs); x_1gpu: vs AdaSpa on one "
+              "GPU (--single-json); attn_pct: attention's share of a "
               "dense_best step; peak_*: GiB; extra_pct: adaspa peak over dense_best peak; loop_diff: composed vs "
               "measured full loop (%)")
     return common.table(flat, cols) + "\n" + legend
+
+
+BALANCE_HEADS = False
+SINGLE: dict = {}  # (model, mode) -> row of the one-GPU run (--single-json)
+
+
+def init_distributed(world: int, device: str) -> tuple[str, int]:
+    """torchrun's process group (NCCL on GPUs, gloo on the CPU); returns this rank's device and rank."""
+    import os
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", 1)) != world:
+        raise SystemExit(f"--ulysses {world}: launch with torchrun --nproc_per_node {world} (WORLD_SIZE is "
+                         f"{os.environ.get('WORLD_SIZE', 'unset')})")
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        device = f"cuda:{torch.cuda.current_device()}"
+    else:  # diffusers 0.42.1 on a machine without an accelerator (see tests/cp_worker.py: cpu_shims)
+        import logging
+        torch.accelerator.device_count = lambda: 1
+        if not hasattr(logging.Logger, "warning_once"):
+            logging.Logger.warning_once = logging.Logger.warning
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return device, dist.get_rank()
 
 
 def main(argv=None):
@@ -543,8 +587,20 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="write every figure as JSON")
     ap.add_argument("--csv", help="write the summary rows as CSV")
+    ap.add_argument("--ulysses", type=int, default=1, help="Ulysses degree (launch with torchrun, N processes)")
+    ap.add_argument("--balance-heads", action="store_true", help="with --ulysses: apply(..., balance_heads=True)")
+    ap.add_argument("--single-json", help="with --ulysses: JSON of a one-GPU run, for the speedup over it")
     a = ap.parse_args(argv)
+    global BALANCE_HEADS
+    BALANCE_HEADS = a.balance_heads
+    SINGLE.clear()
+    if a.single_json:
+        with open(a.single_json) as f:
+            SINGLE.update({(r["model"], r["mode"]): r for r in json.load(f)["results"]})
     device = a.device
+    rank = 0
+    if a.ulysses > 1:
+        device, rank = init_distributed(a.ulysses, device)
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     import diffusers
     cfg = schedule_config(a.steps, a.sparsity)
@@ -555,6 +611,8 @@ def main(argv=None):
     rows = []
     for name in a.models:
         rows += run_model(name, a, device, dtype)
+    if rank != 0:
+        return rows
     for r in rows:
         if "full_loop" in r:
             fl = r["full_loop"]
@@ -562,7 +620,7 @@ def main(argv=None):
                   f"({fl['diff_pct']:+.2f} %), phase counts {'match' if fl['counts_match'] else 'DIFFER'}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"header": {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            json.dump({"header": {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
                                   "torch": torch.__version__, "cuda": torch.version.cuda,
                                   "diffusers": diffusers.__version__, "commit": common.commit(), "args": vars(a)},
                        "results": rows}, f, indent=1)

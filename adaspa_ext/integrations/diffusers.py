@@ -39,9 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AdaSpaConfig
-from ..runtime import AdaSpaSession, TextSpec, adaspa_attention, branch_state
+from ..runtime import (AdaSpaSession, HeadShard, LayerState, TextSpec, adaspa_attention, balanced_head_order,
+                       branch_state, head_work, work_imbalance)
 
-__all__ = ["apply", "remove", "FAMILIES", "Family"]
+__all__ = ["apply", "remove", "FAMILIES", "Family", "CP_PLANS", "cp_plan", "ulysses_imbalance"]
 
 
 def _valid_from_mask(get) -> tuple[int, ...]:
@@ -93,6 +94,124 @@ def _refuse(what: str) -> str:
 class _Forward:
     """What the pre-hook learned about the current forward, shared by one transformer's processors."""
     video_tokens: int | None = None
+    parallel = None  # diffusers' ContextParallelConfig when Ulysses is on (transformer.enable_parallelism)
+
+
+# Context parallelism (diffusers' Ulysses) -----------------------------------------------------------
+# diffusers splits the sequence over the ranks of its ulysses mesh (the model's cp plan) and, inside
+# dispatch_attention_fn, exchanges sequence for heads with an all-to-all before attention and back
+# after. adaspa needs whole sequences (block patterns, text blocks), so its wrapper makes the same
+# exchange with diffusers' own all-to-all helper and runs adaspa_attention on this rank's heads over
+# the full sequence. Ring attention gives a rank only a slice of the keys at a time: refused.
+
+def _ulysses_config(tr):
+    """The ContextParallelConfig of a transformer under diffusers' context parallelism, None without;
+    raises for what adaspa cannot run (ring attention, Ulysses Anything's padded heads)."""
+    cp = getattr(getattr(tr, "_parallel_config", None), "context_parallel_config", None)
+    if cp is None:
+        return None
+    if cp.ring_degree > 1:
+        raise ValueError(f"adaspa: ring attention (ContextParallelConfig(ring_degree={cp.ring_degree})) is not "
+                         "supported: each rank would see only a slice of the keys at a time, and AdaSpa selects "
+                         "key blocks over the whole sequence; use ContextParallelConfig(ulysses_degree=N)")
+    if type(tr).__name__ in _NO_CP:
+        raise ValueError(f"adaspa: {type(tr).__name__} under context parallelism is not supported: "
+                         f"{_NO_CP[type(tr).__name__]}")
+    if cp.ulysses_anything:
+        raise ValueError("adaspa: ContextParallelConfig(ulysses_anything=True) is not supported (it pads heads "
+                         "and sequences); use ulysses_degree dividing the number of heads and the sequence")
+    return cp if cp.ulysses_degree > 1 else None
+
+
+def _check_heads(heads: int, cp, where: str) -> None:
+    if heads % cp.ulysses_degree:
+        raise ValueError(f"adaspa: {where} has {heads} attention heads, not divisible by "
+                         f"ulysses_degree={cp.ulysses_degree}: Ulysses gives every rank the same number of heads")
+
+
+def _joint_order(world: int, s_local: int, t_local: int, text_first: bool, device) -> torch.Tensor:
+    """After the all-to-all the sequence is the ranks' local sequences one after the other, each
+    [text_r | video_r] (or [video_r | text_r]); the index that puts it in one process's order,
+    [text | video] (or [video | text]), where the text and the video are each their ranks' chunks
+    in rank order."""
+    base = torch.arange(world, device=device)[:, None] * s_local
+    v_local = s_local - t_local
+    text = base + (0 if text_first else v_local) + torch.arange(t_local, device=device)
+    video = base + (t_local if text_first else 0) + torch.arange(v_local, device=device)
+    return torch.cat([text.flatten(), video.flatten()] if text_first else [video.flatten(), text.flatten()])
+
+
+def _inverse(order: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+
+
+def _cp_plans() -> dict:
+    """Context-parallel plans (diffusers' ContextParallelModelPlan) for the families whose diffusers
+    0.42.1 class has none: split the video and text streams at the first block, the video RoPE
+    table at its output, gather the video at proj_out. Each rank then holds [video_r | text_r]
+    (HunyuanVideo) or [text_r | video_r] (CogVideoX); the wrapper puts the gathered sequence back in
+    one process's order before AdaSpa (_joint_order). For adaspa's processors only: diffusers' own
+    processors of these families would attend with the wrong mask (HunyuanVideo) or without the
+    all-to-all (CogVideoX calls F.scaled_dot_product_attention)."""
+    from diffusers.models._modeling_parallel import ContextParallelInput as In, ContextParallelOutput as Out
+    streams = {"hidden_states": In(split_dim=1, expected_dims=3), "encoder_hidden_states": In(split_dim=1, expected_dims=3)}
+    rope = In(split_dim=0, expected_dims=2, split_output=True)
+    return {
+        "HunyuanVideoTransformer3DModel": {"rope": {0: rope, 1: rope}, "transformer_blocks.0": streams,
+                                           "proj_out": Out(gather_dim=1, expected_dims=3)},
+        # the pipeline passes the RoPE table to forward, which hands it to every block
+        "CogVideoXTransformer3DModel": {"transformer_blocks.*": {"image_rotary_emb": [In(split_dim=0, expected_dims=2)] * 2},
+                                        "transformer_blocks.0": streams, "proj_out": Out(gather_dim=1, expected_dims=3)},
+    }
+
+
+CP_PLANS = {"HunyuanVideoTransformer3DModel", "CogVideoXTransformer3DModel"}  # classes cp_plan() adds a plan for
+_NO_CP = {"HunyuanVideo15Transformer3DModel": "its text segment (image + ByT5 + MLLM tokens) rarely divides by the "
+          "degree and its processor builds the attention mask over the whole sequence"}
+
+
+def cp_plan(transformer) -> dict:
+    """The context-parallel plan to pass to transformer.enable_parallelism(config=..., cp_plan=...):
+    diffusers' own where the class has one (Wan, LTX-Video, ...), adaspa's for HunyuanVideo and
+    CogVideoX (see _cp_plans)."""
+    name = type(transformer).__name__
+    if name in _NO_CP:
+        raise ValueError(f"adaspa: {name} under context parallelism is not supported: {_NO_CP[name]}")
+    own = getattr(type(transformer), "_cp_plan", None)
+    if own is not None:
+        return own
+    plans = _cp_plans()
+    if name not in plans:
+        raise ValueError(f"adaspa: no context-parallel plan for {name} (diffusers has none, nor has adaspa; "
+                         f"adaspa adds plans for {sorted(CP_PLANS)})")
+    return plans[name]
+
+
+@dataclass
+class _UlyssesRecord:
+    """Per layer and CFG branch under Ulysses: the head order (None: diffusers' contiguous split) and
+    the work per head measured at the last search, with the imbalance it gives in the contiguous
+    split (before) and in the order used from then on (after)."""
+    order: torch.Tensor | None = None
+    work: torch.Tensor | None = None
+    before: float = 1.0
+    after: float = 1.0
+
+
+def _states(st: LayerState) -> list[LayerState]:
+    return [st, *st.sub.values()]
+
+
+def _migrate(state: LayerState, shard: HeadShard, new_order: torch.Tensor) -> None:
+    """Move the cached patterns to the ranks that hold each head in new_order (all_gather over the
+    ulysses group, keep this rank's new heads)."""
+    hl = new_order.numel() // shard.world
+    take = _inverse(shard.order)[new_order[shard.rank * hl:(shard.rank + 1) * hl]]
+    for st in _states(state):
+        for name, dim in (("lse", 1), ("mask", 1), ("idx", 1), ("keep", 0), ("recall", 0)):
+            t = getattr(st, name)
+            if t is not None:
+                setattr(st, name, shard.gather(t, dim).index_select(dim, take.to(t.device)).contiguous())
 
 
 class AdaSpaProcessor:
@@ -124,6 +243,26 @@ class AdaSpaProcessor:
             g[family.hook_name] = self._dispatch
         self._call = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
         self._text_len = 0
+        self.balance = False             # apply(..., balance_heads=True)
+        self.ulysses: dict[int, _UlyssesRecord] = {}  # per CFG branch
+
+    # diffusers' enable_parallelism reads and sets these on every processor; the original keeps them,
+    # so either order of apply() and enable_parallelism() works and remove() leaves them in place.
+    @property
+    def _parallel_config(self):
+        return getattr(self.original, "_parallel_config")
+
+    @_parallel_config.setter
+    def _parallel_config(self, value):
+        self.original._parallel_config = value
+
+    @property
+    def _attention_backend(self):
+        return getattr(self.original, "_attention_backend")
+
+    @_attention_backend.setter
+    def _attention_backend(self, value):
+        self.original._attention_backend = value
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
         if self.family.generic and encoder_hidden_states is not None:
@@ -151,9 +290,59 @@ class AdaSpaProcessor:
         if problem:
             raise ValueError(_refuse(f"layer {self.key}: {problem}"))
 
+    def _attend_ulysses(self, q, k, v, attn_mask):
+        """q, k, v [B, N / world, H, D], this rank's slice of the sequence; returns the same. The
+        all-to-all is diffusers' (the one its templated Ulysses attention makes)."""
+        from diffusers.models.attention_dispatch import _all_to_all_dim_exchange
+        cp = self.forward.parallel
+        world, h = cp.ulysses_degree, q.shape[2]
+        _check_heads(h, cp, f"layer {self.key}")
+        group, rank = cp._ulysses_mesh.get_group(), cp._ulysses_local_rank
+        rec = self.ulysses.setdefault(self.session.branch, _UlyssesRecord())
+        order = rec.order
+        if order is not None:  # rebalanced heads: rank r gets order[r * H / world : ...]
+            q, k, v = (x.index_select(2, order.to(x.device)) for x in (q, k, v))
+        s_local = q.shape[1]
+        q, k, v = (_all_to_all_dim_exchange(x, 2, 1, group) for x in (q, k, v))  # [B, N, H / world, D]
+        seq = None
+        if self._text_len:  # text rows and text key blocks where one process has them
+            seq = _joint_order(world, s_local, self._text_len, bool(self.family.text_first), q.device)
+            q, k, v = (x.index_select(1, seq) for x in (q, k, v))
+        if self.family.generic:
+            self._check_generic(q, k, attn_mask)
+        text = TextSpec(world * self._text_len, bool(self.family.text_first)) if self._text_len else TextSpec()
+        shard = HeadShard(group, rank, world, order if order is not None else torch.arange(h))
+        before = [id(st.mask) for st in _states(self.state)]
+        out = adaspa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.state, self.session,
+                               text, self.key, shard).transpose(1, 2)
+        if seq is not None:
+            out = out.index_select(1, _inverse(seq))
+        out = _all_to_all_dim_exchange(out.contiguous(), 1, 2, group)  # [B, N / world, H, D]
+        if order is not None:
+            out = out.index_select(2, _inverse(order).to(out.device))
+        if [id(st.mask) for st in _states(self.state)] != before:  # a search made a new pattern
+            self._after_search(rec, shard)
+        return out
+
+    @torch.compiler.disable
+    def _after_search(self, rec: _UlyssesRecord, shard: HeadShard) -> None:
+        """Work per head of the new pattern, gathered over the ranks; with balance_heads, the head
+        order that evens out the ranks' work for the sparse steps until the next search (the cached
+        patterns move with their heads)."""
+        rec.work = shard.gather_global(head_work(self.state, self.session.config.block_size))
+        rec.before = work_imbalance(rec.work, shard.world)
+        if self.balance:
+            new = balanced_head_order(rec.work, shard.world)
+            if not torch.equal(new, shard.order.cpu()):
+                _migrate(self.state, shard, new)
+            rec.order = None if torch.equal(new, torch.arange(new.numel())) else new
+        rec.after = work_imbalance(rec.work, shard.world, rec.order)
+
     def _dispatch(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
         # diffusers' dispatch_attention_fn: [B, N, H, D] in and out. attn_mask is HunyuanVideo's
         # text padding mask, which the session already holds as valid text lengths.
+        if self.forward.parallel is not None:
+            return self._attend_ulysses(query, key, value, attn_mask)
         if self.family.generic:
             self._check_generic(query, key, attn_mask)
         out = self._attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
@@ -163,6 +352,9 @@ class AdaSpaProcessor:
         if attn_mask is not None:  # CogVideoX passes none; keep exact semantics otherwise
             return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                                                   is_causal=is_causal, **kwargs)
+        if self.forward.parallel is not None:  # [B, H, N, D] views of the exchange's [B, N, H, D]
+            qs, ks, vs = (x.transpose(1, 2) for x in (query, key, value))
+            return self._attend_ulysses(qs, ks, vs, None).transpose(1, 2)
         return self._attend(query, key, value)
 
 
@@ -246,7 +438,8 @@ class _Steps:
 
 
 def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Steps, seen: _Forward, procs: list):
-    params = list(inspect.signature(forward).parameters)
+    # the class's forward: diffusers' hooks (context parallelism) replace the instance's with (*args, **kwargs)
+    params = list(inspect.signature(forward).parameters)[1:]
 
     def arg(name, args, kwargs):
         if name in kwargs:
@@ -267,6 +460,7 @@ def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Step
         for p in procs:
             p.state = branch_state(p.states, session.branch)
         session.text_valid = family.text_valid(get) if family.text_valid else None
+        seen.parallel = _ulysses_config(module)
         if family.generic:
             seen.video_tokens = _video_tokens(module, get("hidden_states"))
         return None
@@ -275,7 +469,7 @@ def _make_pre_hook(session: AdaSpaSession, family: Family, forward, steps: _Step
 
 
 def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_attention: str | None = None,
-          steps: str = "auto") -> AdaSpaSession:
+          steps: str = "auto", balance_heads: bool = False) -> AdaSpaSession:
     """Wrap the self-attention processors of the pipeline's transformer(s) (both experts of Wan
     2.2 A14B) and start tracking steps. Returns the session (phase log, cache size, reset()).
 
@@ -283,6 +477,13 @@ def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_atten
         the video self-attention (e.g. "attn1"): the generic route (see the module docstring).
     steps: "auto" (the pipeline's scheduler when there is one, else the timestep), "scheduler",
         "timestep", or "manual" (the caller calls session.set_step(step, branch) before each forward).
+    balance_heads: under diffusers' Ulysses context parallelism, reorder the heads over the ranks
+        after each search so that every rank gets the same kept blocks (the head-adaptive tiers
+        differ up to 3x per head); outputs are unchanged. See ulysses_imbalance().
+
+    Context parallelism: turn on diffusers' own (ContextParallelConfig(ulysses_degree=N),
+    transformer.enable_parallelism(config=..., cp_plan=cp_plan(transformer))) before or after
+    apply; ring attention is refused.
     """
     if steps not in ("auto", "scheduler", "timestep", "manual"):
         raise ValueError(f"adaspa: steps must be 'auto', 'scheduler', 'timestep' or 'manual', got {steps!r}")
@@ -309,8 +510,13 @@ def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_atten
         else:
             fam = Family(None, self_attention, "dispatch_attention_fn", None, generic=True)
         seen = _Forward()
+        attns = _attention_modules(tr, fam)
+        cp = _ulysses_config(tr)
+        for li, attn in enumerate(attns):
+            if cp is not None and hasattr(attn, "heads"):
+                _check_heads(attn.heads, cp, f"{name} layer {li}")
         procs = [(attn, _processor_class(type(attn.processor))(attn.processor, session, (ti, li), fam, seen))
-                 for li, attn in enumerate(_attention_modules(tr, fam))]
+                 for li, attn in enumerate(attns)]
         plans.append((tr, fam, seen, procs))
     if steps == "scheduler":
         tracker.track(scheduler, session)
@@ -318,7 +524,9 @@ def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_atten
         originals = [(attn, attn.processor) for attn, _ in procs]
         for attn, proc in procs:
             attn.set_processor(proc)
-        hook = _make_pre_hook(session, fam, tr.forward, tracker, seen, [p for _, p in procs])
+        for _, p in procs:
+            p.balance = balance_heads
+        hook = _make_pre_hook(session, fam, type(tr).forward, tracker, seen, [p for _, p in procs])
         handle = tr.register_forward_pre_hook(hook, with_kwargs=True)
         tr._adaspa = (session, originals, handle, scheduler if steps == "scheduler" else None)
     return session
@@ -337,3 +545,28 @@ def remove(pipe_or_transformer) -> None:
             scheduler.__dict__.pop("step", None)
             scheduler.__dict__.pop("set_timesteps", None)
         del tr._adaspa
+
+
+def ulysses_imbalance(pipe_or_transformer) -> dict:
+    """Rank balance of the sparse steps under Ulysses, from the per-head kept-block counts of each
+    layer's last search (head_work: (query block, key block) pairs a head visits; rank work: the sum
+    over its heads; imbalance: max rank work / mean rank work, 1.0 = even).
+
+    Returns {"layers": {(layer key, branch): (before, after)}, "before": mean, "after": mean,
+    "before_max": max, "after_max": max}: before with diffusers' contiguous head split, after with
+    the order in use (the same unless apply(..., balance_heads=True)). Empty before the first search
+    or without context parallelism."""
+    layers = {}
+    for tr in _transformers(pipe_or_transformer, generic=True):
+        if not hasattr(tr, "_adaspa"):
+            continue
+        for attn, _ in tr._adaspa[1]:
+            proc = attn.processor
+            for branch, rec in getattr(proc, "ulysses", {}).items():
+                if rec.work is not None:
+                    layers[(proc.key, branch)] = (rec.before, rec.after)
+    if not layers:
+        return {"layers": {}}
+    before, after = zip(*layers.values())
+    return {"layers": layers, "before": sum(before) / len(before), "after": sum(after) / len(after),
+            "before_max": max(before), "after_max": max(after)}
