@@ -22,6 +22,14 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline std::string shape_str(const Tensor& t) { return detail::msg(t.sizes()); }
 
+// Element-wise: the stable ABI's size list has operator== only in newer torch headers.
+inline bool same_shape(const Tensor& a, const Tensor& b) {
+  if (a.dim() != b.dim()) return false;
+  for (int64_t i = 0; i < a.dim(); ++i)
+    if (a.size(i) != b.size(i)) return false;
+  return true;
+}
+
 inline void check_block_size(const char* op, int64_t block_size) {
   ADASPA_CHECK_VALUE(block_size == 64 || block_size == 128, "adaspa.", op,
                     ": block_size must be one of {64, 128}, got ", block_size);
@@ -59,7 +67,7 @@ inline AttnShape check_qkv(const char* op, const Tensor& q, const Tensor& k, con
     ADASPA_CHECK_TYPE(v->scalar_type() == q.scalar_type(), "adaspa.", op, ": 'v' must have the dtype of 'q' (",
                      q.scalar_type(), "), got ", v->scalar_type());
     check_same_device(op, "v", *v, q);
-    ADASPA_CHECK_VALUE(v->sizes() == k.sizes(), "adaspa.", op, ": 'v' must have the shape of 'k' ", shape_str(k),
+    ADASPA_CHECK_VALUE(same_shape(*v, k), "adaspa.", op, ": 'v' must have the shape of 'k' ", shape_str(k),
                       ", got ", shape_str(*v));
   }
   const int64_t d = q.size(3);
@@ -98,7 +106,7 @@ inline void check_out(const char* op, const Tensor& out, const Tensor& q) {
   ADASPA_CHECK_TYPE(out.scalar_type() == q.scalar_type(), "adaspa.", op, ": 'out' must have the dtype of 'q' (",
                    q.scalar_type(), "), got ", out.scalar_type());
   check_same_device(op, "out", out, q);
-  ADASPA_CHECK_VALUE(out.sizes() == q.sizes(), "adaspa.", op, ": 'out' must have the shape of 'q' ", shape_str(q),
+  ADASPA_CHECK_VALUE(same_shape(out, q), "adaspa.", op, ": 'out' must have the shape of 'q' ", shape_str(q),
                     ", got ", shape_str(out));
   ADASPA_CHECK_VALUE(out.size(3) <= 1 || out.stride(3) == 1, "adaspa.", op,
                     ": 'out' must have a contiguous last dim (stride 1), got strides ", detail::msg(out.strides()));

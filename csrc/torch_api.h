@@ -229,8 +229,10 @@ inline cudaStream_t current_cuda_stream(int device_index) {
 #if ADASPA_STABLE_ABI
   // torch::stable::accelerator::Stream::nativeHandle() would do, but only from torch 2.13; the
   // AOTInductor shim's call exists in every torch the stable build targets.
+  // TORCH_ERROR_CODE_CHECK (headeronly) exists in every such torch; its STABLE_ twin only from
+  // 2.12 or so, and the headers of the torch a user builds against may be older than ours.
   void* stream = nullptr;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device_index, &stream));
+  TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device_index, &stream));
   return static_cast<cudaStream_t>(stream);
 #else
   return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device_index)).stream();
