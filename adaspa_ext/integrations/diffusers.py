@@ -241,6 +241,10 @@ class AdaSpaProcessor:
             g["F"] = proxy
         else:
             g[family.hook_name] = self._dispatch
+        # No __name__ in the copy: torch.compile (2.11) resolves a global of a function whose globals carry a
+        # module name through that module (diffusers' own dispatch_attention_fn here), and its guards fail;
+        # without one it keeps a reference to this dict itself.
+        g.pop("__name__", None)
         self._call = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
         self._text_len = 0
         self.balance = False             # apply(..., balance_heads=True)
