@@ -21,6 +21,10 @@ class AdaSpaConfig:
         LSE cached), later ones the LSE-cached search. All must lie in [warmup_steps, num_steps).
     recall_threshold: tau; heads whose recall at the base sparsity exceeds it may go sparser.
     head_adaptive: False gives every head the base sparsity (ablation baseline).
+    cache_lse: True keeps each layer's float32 LSE from the fused search for the later, cheaper
+        cached searches (the paper's schedule). False drops it: every search step runs the fused
+        search, which costs about a dense step more per later search but saves B x H x N x 4 bytes
+        per layer (the larger part of the cache: on CogVideoX1.5 1.3 of 2.1 GiB).
     """
     sparsity: float = 0.8
     block_size: int = 64
@@ -29,6 +33,7 @@ class AdaSpaConfig:
     search_steps: tuple[int, ...] = field(default=(10, 30))
     recall_threshold: float = 0.8
     head_adaptive: bool = True
+    cache_lse: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "search_steps", tuple(int(s) for s in self.search_steps))

@@ -326,7 +326,7 @@ def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo
             lse = lse[:, :, video].contiguous()
             scores = scores[:, :, video.start // bs:math.ceil(video.stop / bs)]
         idx = _select(cfg, scores, forced, mk_video, st, shard)
-        st.lse = lse
+        st.lse = lse if cfg.cache_lse else None  # without it the next search step is a fused one again
         kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
     else:  # search_cached
         scores = ops.block_scores(q[:, :, video], k, st.lse, bs)
@@ -375,7 +375,7 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
         k_use, v_use = (k, v) if t_valid == nt else (k[:, :, :nv + t_valid], v[:, :, :nv + t_valid])
         text_lo, text_hi = nv, nv + t_valid
     shape_key = (b, h, nv, k_use.shape[2], d, n)
-    if state.lse is not None and state.shape_key != shape_key:
+    if (state.lse is not None or state.mask is not None) and state.shape_key != shape_key:
         state.clear()  # the cached pattern was made for other shapes (a new resolution)
     phase = session.layer_phase(state)
     if session.record and not torch.compiler.is_compiling():

@@ -4,7 +4,7 @@ denoising loop, diffusers' default attention and the best dense attention agains
 Usage:
   python benchmarks/bench_e2e.py [--models hunyuan-720p wan14b-720p wan1.3b-480p cogvideox1.5-720p]
       [--steps 50] [--sparsity 0.8] [--reps 1] [--compile | --compile-only] [--compile-backend inductor]
-      [--full-loop wan1.3b-480p] [--json OUT] [--csv OUT] [--tiny]
+      [--full-loop wan1.3b-480p] [--no-lse-cache] [--json OUT] [--csv OUT] [--tiny]
   torchrun --nproc_per_node N benchmarks/bench_e2e.py --ulysses N [--balance-heads] [--single-json 1GPU.json] ...
 
 Per model (a preset of adaspa_ext.presets with a ModelSpec): the transformer is built from
@@ -70,23 +70,25 @@ GUIDANCE = 6.0  # HunyuanVideo's embedded guidance (pipeline default), also the 
 # the schedule and the composed total
 
 
-def schedule_config(steps: int, sparsity: float) -> AdaSpaConfig:
+def schedule_config(steps: int, sparsity: float, cache_lse: bool = True) -> AdaSpaConfig:
     """The paper's schedule (warm-up 10, searches at 10 and 30 of 50) scaled to `steps`."""
     if steps == 50:
-        return AdaSpaConfig(sparsity=sparsity)
+        return AdaSpaConfig(sparsity=sparsity, cache_lse=cache_lse)
     first, second = max(1, round(0.2 * steps)), round(0.6 * steps)
     searches = (first, second) if first < second < steps else (first,)
-    return AdaSpaConfig(sparsity=sparsity, num_steps=steps, warmup_steps=first, search_steps=searches)
+    return AdaSpaConfig(sparsity=sparsity, num_steps=steps, warmup_steps=first, search_steps=searches,
+                        cache_lse=cache_lse)
 
 
 def phase_counts(cfg: AdaSpaConfig) -> dict[str, int]:
     """Steps of each phase over a generation of cfg.num_steps steps, for a transformer whose every
-    layer runs at every step (the first search is the fused one, later ones LSE-cached)."""
+    layer runs at every step (the first search is the fused one, later ones LSE-cached, or fused
+    too without the LSE cache)."""
     counts = dict.fromkeys(PHASES, 0)
     for step in range(cfg.num_steps):
         p = cfg.schedule_phase(step)
         if p == "search":
-            p = "search_fused" if step == cfg.search_steps[0] else "search_cached"
+            p = "search_fused" if step == cfg.search_steps[0] or not cfg.cache_lse else "search_cached"
         counts[p] += 1
     return counts
 
@@ -357,7 +359,7 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
     res = {"step_ms": {}, "attn_ms": {}, "peak_gib": {}}
     s0 = cfg.search_steps[0]
     phase_step = {"dense": 0, "search_fused": s0, "sparse": s0 + 1,
-                  "search_cached": cfg.search_steps[1] if len(cfg.search_steps) > 1 else None}
+                  "search_cached": cfg.search_steps[1] if len(cfg.search_steps) > 1 and cfg.cache_lse else None}
     warm = small if not compiled else inputs
 
     def timed(fn, before=None):
@@ -460,7 +462,7 @@ def run_full_loop(model, spec, inputs, cfg, device):
 
 def run_model(name: str, args, device, dtype) -> list[dict]:
     spec = PRESETS[name].model.variant(args.tiny)
-    cfg = schedule_config(args.steps, args.sparsity)
+    cfg = schedule_config(args.steps, args.sparsity, not args.no_lse_cache)
     counts = phase_counts(cfg)
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the same random weights on every rank
@@ -578,6 +580,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=50, help="denoising steps (the schedule scales with it)")
     ap.add_argument("--sparsity", type=float, default=0.8)
     ap.add_argument("--reps", type=int, default=1, help="timed steps per configuration (median)")
+    ap.add_argument("--no-lse-cache", action="store_true",
+                    help="AdaSpaConfig(cache_lse=False): every search fused, no LSE kept (less memory)")
     ap.add_argument("--compile", action="store_true", help="also run with compile_repeated_blocks(fullgraph=True)")
     ap.add_argument("--compile-only", action="store_true", help="only the compiled run")
     ap.add_argument("--compile-backend", default="inductor")
@@ -603,7 +607,7 @@ def main(argv=None):
         device, rank = init_distributed(a.ulysses, device)
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     import diffusers
-    cfg = schedule_config(a.steps, a.sparsity)
+    cfg = schedule_config(a.steps, a.sparsity, not a.no_lse_cache)
     print(common.header("bench_e2e: full-size diffusers transformers over the denoising loop, random weights",
                         f"diffusers {diffusers.__version__} | {str(dtype)[6:]} | s={a.sparsity}, block "
                         f"{cfg.block_size}, {cfg.num_steps} steps, warm-up {cfg.warmup_steps}, searches "

@@ -51,6 +51,8 @@ def test_phase_counts_and_compose():
     cfg = bench_e2e.schedule_config(6, 0.8)
     assert (cfg.warmup_steps, cfg.search_steps) == (1, (1, 4))
     assert bench_e2e.schedule_config(50, 0.8) == AdaSpaConfig()
+    no_lse = bench_e2e.schedule_config(50, 0.8, cache_lse=False)
+    assert bench_e2e.phase_counts(no_lse) == {"dense": 10, "search_fused": 2, "sparse": 38, "search_cached": 0}
 
 
 def check_results(doc, models, steps, full_loop):

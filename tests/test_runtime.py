@@ -109,6 +109,26 @@ def test_phase_log_over_50_steps():
     assert all(torch.isfinite(o).all() for *_, o in outs)
 
 
+def test_without_the_lse_cache_every_search_is_fused():
+    """cache_lse=False: no LSE is kept, so the second search step runs the fused search (the phase
+    log says so) and the cache is smaller by exactly the LSE; a new resolution still drops the
+    cached pattern (it is keyed by shapes, not by the LSE)."""
+    cfg = AdaSpaConfig(cache_lse=False)
+    session, outs = run_layer_schedule(PRESETS["tiny"], cfg, 50, layers=2)
+    want = {s: ("dense" if s < 10 else "search_fused" if s in (10, 30) else "sparse") for s in range(50)}
+    assert [(s, l, p) for s, _, l, p in session.log] == [(s, l, want[s]) for s in range(50) for l in range(2)]
+    assert all(torch.isfinite(o).all() for *_, o in outs)
+    st = session.state(0)
+    assert st.lse is None and st.mask is not None
+    p = PRESETS["tiny"]
+    lse_bytes = p.batch * p.heads * (p.tokens - p.text_tokens) * 4 * p.layers
+    assert estimate_cache_bytes(p, AdaSpaConfig()) - estimate_cache_bytes(p, cfg) == lse_bytes
+    q = torch.randn(p.batch, p.heads, p.tokens + 64, p.head_dim)
+    session.set_step(40)
+    adaspa_attention(q, q, q, st, session, TextSpec(p.text_tokens, p.text_first), 0)
+    assert session.log[-1][-1] == "search_fused"  # the old pattern was dropped, a new search ran
+
+
 def test_sparsity_zero_equals_dense():
     cfg = AdaSpaConfig(sparsity=0.0, head_adaptive=False, num_steps=6, warmup_steps=1, search_steps=(1, 4))
     _, outs = run_layer_schedule(PRESETS["tiny"], cfg, 6)
