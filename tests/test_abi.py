@@ -10,7 +10,9 @@ Opt-in: `make test-abi` (ADASPA_TEST_ABI=1); it downloads a torch wheel, so `mak
      CUDA major: 2.11 and the pinned 2.14 are both CUDA 13), else installed too (2.10: CUDA 12, ~3 GB);
   4. installs the wheel (no dependencies: its `torch>=2.10` requirement is checked here) and runs
      tests/test_ops.py, test_cpu.py and test_bad_input.py on the CPU in that venv, from a directory
-     outside the checkout: every op against the references, every bad-input message and type.
+     outside the checkout: every op against the references, every bad-input message and type;
+  5. builds the extension from source in that venv, against that torch's headers (CUDA host
+     bindings and one kernel tuple for 8.0 too when nvcc is here).
 """
 import os
 import pathlib
@@ -66,17 +68,23 @@ def build_wheel(tmp):
     files), so the build leaves this tree's build/ alone."""
     if os.environ.get("ADASPA_ABI_WHEEL"):
         return pathlib.Path(os.environ["ADASPA_ABI_WHEEL"])
-    src = tmp / "src"
-    files = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (src / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, src / f)
+    src = copy_checkout(tmp / "src")
     env = _clean_env(ADASPA_BUILD_CUDA="0", ADASPA_STABLE_ABI="1", MAX_JOBS=os.environ.get("MAX_JOBS", "2"),
                      PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", tmp / "wheels", src],
          env=env, cwd=tmp)
     return next((tmp / "wheels").glob("adaspa_ext-*.whl"))
+
+
+def copy_checkout(dst):
+    """Tracked and untracked, not ignored files of this checkout -> dst (once)."""
+    if not dst.is_dir():
+        files = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).split("\0")
+        for f in filter(None, files):
+            if (ROOT / f).is_file():
+                (dst / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / f, dst / f)
+    return dst
 
 
 def wheel_metadata(whl):
@@ -149,3 +157,19 @@ def test_stable_wheel_in_another_torch_and_python(tmp_path):
     print(f"\ntest-abi: {whl.name} in {versions}: {summary}")
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert " passed" in summary and "failed" not in summary, summary
+
+    # Built from source against that torch's headers: a stable-ABI call or operator the pinned torch's
+    # headers have and an older supported torch's lack breaks `pip install .` there, not the wheel. The
+    # CUDA host bindings too (one narrow tuple for 8.0) when a toolkit is here.
+    src = copy_checkout(tmp_path / "src")
+    _run([*pip, "setuptools", "ninja"], env=env, cwd=tmp_path)
+    cuda = shutil.which("nvcc") is not None or pathlib.Path("/usr/local/cuda/bin/nvcc").is_file()
+    cutlass = pathlib.Path(torch.__file__).parent.parent / "cutlass_library" / "source" / "include"
+    build_env = dict(env, ADASPA_BUILD_CUDA="1" if cuda else "0", ADASPA_STABLE_ABI="1",
+                     MAX_JOBS=os.environ.get("MAX_JOBS", "2"), PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+    if cuda:
+        build_env.update(TORCH_CUDA_ARCH_LIST="8.0", ADASPA_DTYPES="bf16", ADASPA_HEAD_DIMS="64",
+                         ADASPA_BLOCK_SIZES="64", ADASPA_CUTLASS_DIR=str(cutlass))
+    _run([vpy, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", tmp_path / "src_wheels", src],
+         env=build_env, cwd=tmp_path)
+    print(f"test-abi: built from source against torch {TORCH} (CUDA bindings: {cuda})")
