@@ -35,6 +35,8 @@ def main():
         has = {op: (path, dt, d, bs) in ops.compiled_tuples(op) for op in ("sparse_attn", "attn_search", "block_scores")}
         if has["sparse_attn"]:
             A.sparse_attn(q, k, v, idx, bs)
+            out = torch.empty(1, nq, 2, d, device="cuda", dtype=DT[dt]).transpose(1, 2)  # rows of a [B, N, H, D] buffer
+            A.sparse_attn_out(q, k, v, idx, out, bs)
         if has["attn_search"]:
             _, lse, s = A.attn_search(q, k, v, bs)
             A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
@@ -42,6 +44,11 @@ def main():
             if has["block_scores"]:
                 A.block_scores(q, k, lse, bs)
         print(f"ran path={path} dtype={dt} d={d} bs={bs}: {', '.join(op for op, ok in has.items() if ok)}")
+    # the packed pattern -> idx kernel: mk 13 (bits above it set), with and without text query blocks
+    packed = torch.randint(0, 256, (1, 2, 5, 2), dtype=torch.uint8, device="cuda")
+    for text_qblocks, first, width in ((0, False, 6), (0, False, 13), (2, False, 13), (1, True, 4)):
+        A.mask_to_idx(packed, 13, width, text_qblocks, first)
+    print("ran mask_to_idx")
     torch.cuda.synchronize()
     print("sanitize_small: done")
 
