@@ -30,7 +30,7 @@ from .config import AdaSpaConfig
 from .presets import Preset
 
 __all__ = ["TextSpec", "HeadShard", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask",
-           "unpack_block_mask", "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes",
+           "unpack_block_mask", "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes", "kept_share",
            "head_work", "rank_work", "work_imbalance", "balanced_head_order"]
 
 
@@ -405,6 +405,20 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
 # 3x as many: with heads split over ranks, the rank holding the low-recall heads sets the pace.
 
 _POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
+
+
+def kept_share(state: LayerState, block_size: int) -> float | None:
+    """Share of (video query block, key block) pairs the cached pattern keeps, counted from its bits:
+    `density` of the last search, also after a compiled one (which does not record it). None
+    before the first search; per-batch-element states are averaged."""
+    if state.sub:
+        vals = [x for x in (kept_share(s, block_size) for s in state.sub.values()) if x is not None]
+        return sum(vals) / len(vals) if vals else None
+    if state.mask is None:
+        return None
+    b, h, nv, nk, _, _ = state.shape_key
+    kept = int(_POPCOUNT.to(state.mask.device)[state.mask.long()].sum())
+    return kept / max(1, b * h * math.ceil(nv / block_size) * math.ceil(nk / block_size))
 
 
 def head_work(state: LayerState, block_size: int) -> Tensor:

@@ -60,6 +60,7 @@ import common  # noqa: E402
 from adaspa_ext.config import AdaSpaConfig  # noqa: E402
 from adaspa_ext.integrations import diffusers as AD  # noqa: E402
 from adaspa_ext.presets import E2E_DEFAULT, PRESETS, ModelSpec  # noqa: E402
+from adaspa_ext.runtime import kept_share  # noqa: E402
 
 MODELS = [n for n, p in PRESETS.items() if p.model is not None]
 PHASES = ["dense", "search_fused", "sparse", "search_cached"]
@@ -408,7 +409,9 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
                 if attn:
                     res["attn_ms"][phase] = attn.take_ms() / reps
             res["cache_gib"] = session.cache_bytes() / 2**30
-            res["density"] = statistics.mean(s.density for states in session._layers.values() for s in states)
+            shares = [kept_share(s, cfg.block_size) for states in session._layers.values() for s in states]
+            res["density"] = statistics.mean(x for x in shares if x is not None) if any(
+                x is not None for x in shares) else None
             res["imbalance"] = {k: v for k, v in AD.ulysses_imbalance(model).items() if k != "layers"} or None
     finally:
         AD.remove(model)

@@ -9,7 +9,7 @@ from adaspa_ext import reference as R
 from adaspa_ext.config import AdaSpaConfig
 from adaspa_ext.presets import PRESETS
 from adaspa_ext.runtime import (AdaSpaSession, LayerState, TextSpec, _select, adaspa_attention, estimate_cache_bytes,
-                                forced_key_blocks, pack_block_mask, unpack_block_mask)
+                                forced_key_blocks, kept_share, pack_block_mask, unpack_block_mask)
 from adaspa_ext.workload import VideoAttentionWorkload
 from util import (assert_within_torch_error, floor_for, make_qkv, random_idx, token_mask_from_idx,
                   torch_same_precision_attention)
@@ -107,6 +107,10 @@ def test_phase_log_over_50_steps():
             for s in range(50)}
     assert [(s, l, p) for s, _, l, p in session.log] == [(s, l, want[s]) for s in range(50) for l in range(2)]
     assert all(torch.isfinite(o).all() for *_, o in outs)
+    for layer in range(2):  # the share counted from the cached bits is the search's recorded density
+        st = session.state(layer)
+        assert 0 < st.density < 1 and kept_share(st, cfg.block_size) == pytest.approx(st.density, abs=1e-12)
+    assert kept_share(LayerState(), cfg.block_size) is None
 
 
 def test_without_the_lse_cache_every_search_is_fused():
