@@ -30,8 +30,8 @@ from .config import AdaSpaConfig
 from .presets import Preset
 
 __all__ = ["TextSpec", "HeadShard", "LayerState", "AdaSpaSession", "adaspa_attention", "pack_block_mask",
-           "unpack_block_mask", "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes", "kept_share",
-           "head_work", "rank_work", "work_imbalance", "balanced_head_order"]
+           "unpack_block_mask", "text_block_span", "forced_key_blocks", "branch_state", "estimate_cache_bytes",
+           "kept_share", "head_work", "rank_work", "work_imbalance", "balanced_head_order"]
 
 
 @dataclass(frozen=True)
