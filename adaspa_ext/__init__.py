@@ -2,7 +2,8 @@
 
 Importing registers the torch.ops.adaspa.* custom ops (sparse_attn, attn_search, block_scores,
 select_blocks, and the runtime's helpers sparse_attn_out and mask_to_idx). No CUDA work happens at
-import time. The ops are forward-only: a gradient through them raises NotImplementedError. How the method works: docs/method.md.
+import time. The ops are forward-only: a gradient through them raises NotImplementedError. How the
+method works: docs/method.md.
 """
 from . import _build_config
 from . import reference
