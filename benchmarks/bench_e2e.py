@@ -515,10 +515,11 @@ def run_model(name: str, args, device, dtype) -> list[dict]:
                                     phase_counts=fl["phase_counts"], counts_match=fl["phase_counts"] == counts,
                                     step_ms=fl["step_ms"])
         rows.append(row)
-        print(f"  {name} [{mode}]: dense {sm['dense_default'] / 1e3:.3f} / best {sm['dense_best'] / 1e3:.3f} s/step, "
-              f"fused {sm['search_fused'] / 1e3:.3f}, sparse {sm['sparse'] / 1e3:.3f}, cached "
-              f"{sm.get('search_cached', 0) / 1e3:.3f}; {cfg.num_steps}-step adaspa {totals['adaspa'] / 1e3:.2f} s, "
-              f"{row['speedup']['vs_best']:.2f}x best dense", flush=True)
+        if _main_rank():
+            print(f"  {name} [{mode}]: dense {sm['dense_default'] / 1e3:.3f} / best "
+                  f"{sm['dense_best'] / 1e3:.3f} s/step, fused {sm['search_fused'] / 1e3:.3f}, sparse "
+                  f"{sm['sparse'] / 1e3:.3f}, cached {sm.get('search_cached', 0) / 1e3:.3f}; {cfg.num_steps}-step "
+                  f"adaspa {totals['adaspa'] / 1e3:.2f} s, {row['speedup']['vs_best']:.2f}x best dense", flush=True)
     del model
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
@@ -555,6 +556,12 @@ def summary_table(rows: list[dict]) -> str:
 
 BALANCE_HEADS = False
 SINGLE: dict = {}  # (model, mode) -> row of the one-GPU run (--single-json)
+
+
+def _main_rank() -> bool:
+    """Rank 0 of torchrun's group, or no group: the process that prints."""
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def init_distributed(world: int, device: str) -> tuple[str, int]:
@@ -611,10 +618,11 @@ def main(argv=None):
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     import diffusers
     cfg = schedule_config(a.steps, a.sparsity, not a.no_lse_cache)
-    print(common.header("bench_e2e: full-size diffusers transformers over the denoising loop, random weights",
-                        f"diffusers {diffusers.__version__} | {str(dtype)[6:]} | s={a.sparsity}, block "
-                        f"{cfg.block_size}, {cfg.num_steps} steps, warm-up {cfg.warmup_steps}, searches "
-                        f"{cfg.search_steps}{' | tiny' if a.tiny else ''}"), flush=True)
+    if rank == 0:
+        print(common.header("bench_e2e: full-size diffusers transformers over the denoising loop, random weights",
+                            f"diffusers {diffusers.__version__} | {str(dtype)[6:]} | s={a.sparsity}, block "
+                            f"{cfg.block_size}, {cfg.num_steps} steps, warm-up {cfg.warmup_steps}, searches "
+                            f"{cfg.search_steps}{' | tiny' if a.tiny else ''}"), flush=True)
     rows = []
     for name in a.models:
         rows += run_model(name, a, device, dtype)
