@@ -354,7 +354,7 @@ def run_step(model, inputs: Inputs, t, session=None, step: int | None = None):
 # --------------------------------------------------------------------------------------------
 
 
-def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, full_loop):
+def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, full_loop, balance_heads=False):
     """One mode (eager or compiled) of one model: every configuration warmed up, then timed."""
     timer = Timer(device)
     res = {"step_ms": {}, "attn_ms": {}, "peak_gib": {}}
@@ -385,7 +385,7 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
     # 2. AdaSpa, phase by phase (its dense phase is the best dense baseline)
     if compiled:
         torch._dynamo.reset()  # new processors: compile afresh rather than recompile on guard failures
-    session = AD.apply(model, cfg, steps="manual", balance_heads=BALANCE_HEADS)
+    session = AD.apply(model, cfg, steps="manual", balance_heads=balance_heads)
     attn = AttentionTimer(device) if not compiled else None
     try:
         with torch.inference_mode(), best_dense_context(device), (attn or nullcontext()):
@@ -409,9 +409,9 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
                 if attn:
                     res["attn_ms"][phase] = attn.take_ms() / reps
             res["cache_gib"] = session.cache_bytes() / 2**30
-            shares = [kept_share(s, cfg.block_size) for states in session._layers.values() for s in states]
-            res["density"] = statistics.mean(x for x in shares if x is not None) if any(
-                x is not None for x in shares) else None
+            shares = [x for states in session._layers.values() for s in states
+                      if (x := kept_share(s, cfg.block_size)) is not None]
+            res["density"] = statistics.mean(shares) if shares else None
             res["imbalance"] = {k: v for k, v in AD.ulysses_imbalance(model).items() if k != "layers"} or None
     finally:
         AD.remove(model)
@@ -463,7 +463,8 @@ def run_full_loop(model, spec, inputs, cfg, device):
     return {"step_ms": per_step, "total_ms": sum(per_step), "phase_counts": counts}
 
 
-def run_model(name: str, args, device, dtype) -> list[dict]:
+def run_model(name: str, args, device, dtype, single: dict | None = None) -> list[dict]:
+    """single: (model, mode) -> row of a one-GPU run (--single-json), for the speedup over it."""
     spec = PRESETS[name].model.variant(args.tiny)
     cfg = schedule_config(args.steps, args.sparsity, not args.no_lse_cache)
     counts = phase_counts(cfg)
@@ -488,7 +489,7 @@ def run_model(name: str, args, device, dtype) -> list[dict]:
         if mode == "compile":
             model.compile_repeated_blocks(fullgraph=True, backend=args.compile_backend)
         m = measure(model, spec, inputs, small, timesteps, cfg, device, args.reps, mode == "compile",
-                    full_loop=name in args.full_loop and mode == "eager")
+                    full_loop=name in args.full_loop and mode == "eager", balance_heads=args.balance_heads)
         sm = m["step_ms"]
         totals = {"dense_default": cfg.num_steps * sm["dense_default"], "dense_best": cfg.num_steps * sm["dense_best"],
                   "adaspa": compose(sm, counts)}
@@ -505,9 +506,9 @@ def run_model(name: str, args, device, dtype) -> list[dict]:
                    extra_mem_pct=(100 * (peak_ada / peaks["dense_best"] - 1)) if peak_ada else None,
                    cache_gib=m["cache_gib"], density=m["density"], finite=m["finite"], build_s=build_s,
                    ulysses=args.ulysses, imbalance=m["imbalance"])
-        single = SINGLE.get((name, mode))
-        if single is not None:
-            row["speedup"]["vs_1gpu_adaspa"] = single["total_s"]["adaspa"] * 1e3 / totals["adaspa"]
+        one = (single or {}).get((name, mode))
+        if one is not None:
+            row["speedup"]["vs_1gpu_adaspa"] = one["total_s"]["adaspa"] * 1e3 / totals["adaspa"]
         if "full_loop" in m:
             fl = m["full_loop"]
             row["full_loop"] = dict(measured_s=fl["total_ms"] / 1e3, composed_s=totals["adaspa"] / 1e3,
@@ -547,15 +548,10 @@ def summary_table(rows: list[dict]) -> str:
             ("attn_pct", ".1f", 8), ("peak_dense", ".1f", 10), ("peak_ada", ".1f", 8), ("extra_pct", ".1f", 9),
             ("loop_diff", ".2f", 9)]
     legend = ("step columns: seconds per denoising step (all CFG forwards); T_*: composed totals over the schedule "
-              "(s); x_best / x_default: speedup vs dense_best / dense_default (on the same GPUs); x_1gpu: vs AdaSpa on one "
-              "GPU (--single-json); attn_pct: attention's share of a "
-              "dense_best step; peak_*: GiB; extra_pct: adaspa peak over dense_best peak; loop_diff: composed vs "
-              "measured full loop (%)")
+              "(s); x_best / x_default: speedup vs dense_best / dense_default (on the same GPUs); x_1gpu: vs "
+              "AdaSpa on one GPU (--single-json); attn_pct: attention's share of a dense_best step; peak_*: GiB; "
+              "extra_pct: adaspa peak over dense_best peak; loop_diff: composed vs measured full loop (%)")
     return common.table(flat, cols) + "\n" + legend
-
-
-BALANCE_HEADS = False
-SINGLE: dict = {}  # (model, mode) -> row of the one-GPU run (--single-json)
 
 
 def _main_rank() -> bool:
@@ -565,7 +561,7 @@ def _main_rank() -> bool:
 
 
 def init_distributed(world: int, device: str) -> tuple[str, int]:
-    """torchrun's process group (NCCL on GPUs, gloo on the CPU); returns this rank's device and rank."""
+    """torchrun's process group (NCCL on GPUs, gloo on the CPU); returns this rank's device."""
     import os
     import torch.distributed as dist
     if int(os.environ.get("WORLD_SIZE", 1)) != world:
@@ -581,7 +577,7 @@ def init_distributed(world: int, device: str) -> tuple[str, int]:
         if not hasattr(logging.Logger, "warning_once"):
             logging.Logger.warning_once = logging.Logger.warning
     dist.init_process_group("nccl" if cuda else "gloo")
-    return device, dist.get_rank()
+    return device
 
 
 def main(argv=None):
@@ -605,28 +601,23 @@ def main(argv=None):
     ap.add_argument("--balance-heads", action="store_true", help="with --ulysses: apply(..., balance_heads=True)")
     ap.add_argument("--single-json", help="with --ulysses: JSON of a one-GPU run, for the speedup over it")
     a = ap.parse_args(argv)
-    global BALANCE_HEADS
-    BALANCE_HEADS = a.balance_heads
-    SINGLE.clear()
+    single = None
     if a.single_json:
         with open(a.single_json) as f:
-            SINGLE.update({(r["model"], r["mode"]): r for r in json.load(f)["results"]})
-    device = a.device
-    rank = 0
-    if a.ulysses > 1:
-        device, rank = init_distributed(a.ulysses, device)
+            single = {(r["model"], r["mode"]): r for r in json.load(f)["results"]}
+    device = init_distributed(a.ulysses, a.device) if a.ulysses > 1 else a.device
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     import diffusers
     cfg = schedule_config(a.steps, a.sparsity, not a.no_lse_cache)
-    if rank == 0:
+    if _main_rank():
         print(common.header("bench_e2e: full-size diffusers transformers over the denoising loop, random weights",
                             f"diffusers {diffusers.__version__} | {str(dtype)[6:]} | s={a.sparsity}, block "
                             f"{cfg.block_size}, {cfg.num_steps} steps, warm-up {cfg.warmup_steps}, searches "
                             f"{cfg.search_steps}{' | tiny' if a.tiny else ''}"), flush=True)
     rows = []
     for name in a.models:
-        rows += run_model(name, a, device, dtype)
-    if rank != 0:
+        rows += run_model(name, a, device, dtype, single)
+    if not _main_rank():
         return rows
     for r in rows:
         if "full_loop" in r:
