@@ -407,6 +407,11 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
 _POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
 
 
+def _kept_per_head(mask: Tensor) -> Tensor:
+    """int64 [H]: set bits of a packed pattern [B, H, Mq, nbytes] per head."""
+    return _POPCOUNT.to(mask.device)[mask.long()].sum(dim=(0, 2, 3))
+
+
 def kept_share(state: LayerState, block_size: int) -> float | None:
     """Share of (video query block, key block) pairs the cached pattern keeps, counted from its bits:
     `density` of the last search, also after a compiled one (which does not record it). None
@@ -417,7 +422,7 @@ def kept_share(state: LayerState, block_size: int) -> float | None:
     if state.mask is None:
         return None
     b, h, nv, nk, _, _ = state.shape_key
-    kept = int(_POPCOUNT.to(state.mask.device)[state.mask.long()].sum())
+    kept = int(_kept_per_head(state.mask).sum())
     return kept / max(1, b * h * math.ceil(nv / block_size) * math.ceil(nk / block_size))
 
 
@@ -430,7 +435,7 @@ def head_work(state: LayerState, block_size: int) -> Tensor:
     if state.mask is None:
         return torch.zeros(state.keep.numel() if state.keep is not None else 0, dtype=torch.float64)
     b, h, nv, nk, _, n = state.shape_key
-    kept = _POPCOUNT.to(state.mask.device)[state.mask.long()].sum(dim=(0, 2, 3)).double().cpu()
+    kept = _kept_per_head(state.mask).double().cpu()
     text_qblocks = math.ceil(n / block_size) - math.ceil(nv / block_size)
     return kept + b * text_qblocks * math.ceil(nk / block_size)
 

@@ -214,6 +214,11 @@ def _migrate(state: LayerState, shard: HeadShard, new_order: torch.Tensor) -> No
                 setattr(st, name, shard.gather(t, dim).index_select(dim, take.to(t.device)).contiguous())
 
 
+def _on_original(name: str) -> property:
+    """A processor attribute read from and written to the wrapped original processor."""
+    return property(lambda self: getattr(self.original, name), lambda self, value: setattr(self.original, name, value))
+
+
 class AdaSpaProcessor:
     """Runs the original processor's code with its attention call sent to AdaSpa."""
 
@@ -252,21 +257,8 @@ class AdaSpaProcessor:
 
     # diffusers' enable_parallelism reads and sets these on every processor; the original keeps them,
     # so either order of apply() and enable_parallelism() works and remove() leaves them in place.
-    @property
-    def _parallel_config(self):
-        return getattr(self.original, "_parallel_config")
-
-    @_parallel_config.setter
-    def _parallel_config(self, value):
-        self.original._parallel_config = value
-
-    @property
-    def _attention_backend(self):
-        return getattr(self.original, "_attention_backend")
-
-    @_attention_backend.setter
-    def _attention_backend(self, value):
-        self.original._attention_backend = value
+    _parallel_config = _on_original("_parallel_config")
+    _attention_backend = _on_original("_attention_backend")
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
         if self.family.generic and encoder_hidden_states is not None:
