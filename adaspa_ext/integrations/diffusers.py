@@ -154,14 +154,16 @@ def _cp_plans() -> dict:
     processors of these families would attend with the wrong mask (HunyuanVideo) or without the
     all-to-all (CogVideoX calls F.scaled_dot_product_attention)."""
     from diffusers.models._modeling_parallel import ContextParallelInput as In, ContextParallelOutput as Out
-    streams = {"hidden_states": In(split_dim=1, expected_dims=3), "encoder_hidden_states": In(split_dim=1, expected_dims=3)}
+    stream = In(split_dim=1, expected_dims=3)
+    streams = {"hidden_states": stream, "encoder_hidden_states": stream}
     rope = In(split_dim=0, expected_dims=2, split_output=True)
     return {
         "HunyuanVideoTransformer3DModel": {"rope": {0: rope, 1: rope}, "transformer_blocks.0": streams,
                                            "proj_out": Out(gather_dim=1, expected_dims=3)},
         # the pipeline passes the RoPE table to forward, which hands it to every block
-        "CogVideoXTransformer3DModel": {"transformer_blocks.*": {"image_rotary_emb": [In(split_dim=0, expected_dims=2)] * 2},
-                                        "transformer_blocks.0": streams, "proj_out": Out(gather_dim=1, expected_dims=3)},
+        "CogVideoXTransformer3DModel": {
+            "transformer_blocks.*": {"image_rotary_emb": [In(split_dim=0, expected_dims=2)] * 2},
+            "transformer_blocks.0": streams, "proj_out": Out(gather_dim=1, expected_dims=3)},
     }
 
 
