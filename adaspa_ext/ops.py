@@ -156,8 +156,9 @@ def sparse_attn(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, block_size: int = 
 
 
 def sparse_attn_out(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, out: Tensor, block_size: int = 64,
-                    scale: float | None = None, *, check: bool | None = None) -> Tensor:
-    """sparse_attn writing its output into `out` instead of a new tensor; returns lse.
+                    scale: float | None = None, *, check: bool | None = None) -> None:
+    """sparse_attn writing its output into `out` instead of a new tensor; no lse is computed
+    (use sparse_attn for it).
 
     out: q's shape, dtype and device, contiguous last dim, any other strides (a slice of a larger
     output, e.g. the video rows of a [B, N, H, D] buffer whose text rows come from elsewhere), not
@@ -170,7 +171,7 @@ def sparse_attn_out(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, out: Tensor, b
                            "inputs that require grad, or call it under torch.no_grad() / torch.inference_mode()")
     if _check_enabled(check):
         validate_block_index(idx, num_blocks(k.shape[2], block_size))
-    return torch.ops.adaspa.sparse_attn_out.default(q, k, v, idx, out, block_size, scale)
+    torch.ops.adaspa.sparse_attn_out.default(q, k, v, idx, out, block_size, scale)
 
 
 def mask_to_idx(packed: Tensor, mk: int, width: int, text_qblocks: int = 0, text_first: bool = False) -> Tensor:
@@ -248,8 +249,6 @@ def _sparse_attn_fake(q, k, v, idx, block_size=64, scale=None):
 @torch.library.register_fake("adaspa::sparse_attn_out")
 def _sparse_attn_out_fake(q, k, v, idx, out, block_size=64, scale=None):
     _fake_qkv_checks("sparse_attn_out", q, k, block_size)
-    b, h, nq, _ = q.shape
-    return q.new_empty((b, h, nq), dtype=torch.float32)
 
 
 @torch.library.register_fake("adaspa::mask_to_idx")

@@ -71,6 +71,11 @@ GUIDANCE = 6.0  # HunyuanVideo's embedded guidance (pipeline default), also the 
 # the schedule and the composed total
 
 
+# transformer blocks compile_repeated_blocks compiles, for classes whose diffusers release does not
+# list them in `_repeated_blocks` (the others use diffusers' own list)
+REPEATED_BLOCKS = {"CogVideoXTransformer3DModel": ["CogVideoXBlock"]}
+
+
 def schedule_config(steps: int, sparsity: float, cache_lse: bool = True) -> AdaSpaConfig:
     """The paper's schedule (warm-up 10, searches at 10 and 30 of 50) scaled to `steps`."""
     if steps == 50:
@@ -487,6 +492,8 @@ def run_model(name: str, args, device, dtype, single: dict | None = None) -> lis
     rows = []
     for mode in modes:
         if mode == "compile":
+            if not getattr(model, "_repeated_blocks", None):  # diffusers 0.42 names none for CogVideoX
+                model._repeated_blocks = REPEATED_BLOCKS[spec.cls]
             model.compile_repeated_blocks(fullgraph=True, backend=args.compile_backend)
         m = measure(model, spec, inputs, small, timesteps, cfg, device, args.reps, mode == "compile",
                     full_loop=name in args.full_loop and mode == "eager", balance_heads=args.balance_heads)

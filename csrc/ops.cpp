@@ -25,7 +25,7 @@ PyObject* PyInit__C(void) {
 ADASPA_LIBRARY(adaspa, m) {
   m.def("sparse_attn(Tensor q, Tensor k, Tensor v, Tensor idx, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse)");
   // sparse_attn writing into a caller's tensor (e.g. a slice of a larger output): no concatenation.
-  m.def("sparse_attn_out(Tensor q, Tensor k, Tensor v, Tensor idx, Tensor(a!) out, int block_size=64, float? scale=None) -> Tensor lse");
+  m.def("sparse_attn_out(Tensor q, Tensor k, Tensor v, Tensor idx, Tensor(a!) out, int block_size=64, float? scale=None) -> ()");
   m.def("attn_search(Tensor q, Tensor k, Tensor v, int block_size=64, float? scale=None) -> (Tensor out, Tensor lse, Tensor scores)");
   m.def("block_scores(Tensor q, Tensor k, Tensor lse, int block_size=64, float? scale=None) -> Tensor");
   m.def("select_blocks(Tensor scores, Tensor keep, Tensor? forced_kv=None) -> (Tensor idx, Tensor kept_mass)");

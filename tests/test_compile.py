@@ -46,8 +46,9 @@ def test_fake_kernels_reproduce_strides(device):
         with FakeTensorMode() as mode:
             fargs = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
             fake = op(*fargs)
-        real = real if isinstance(real, tuple) else (real,)
-        fake = fake if isinstance(fake, tuple) else (fake,)
+        real = real if isinstance(real, tuple) else () if real is None else (real,)
+        fake = fake if isinstance(fake, tuple) else () if fake is None else (fake,)
+        assert len(real) == len(fake), op
         for r, f in zip(real, fake):
             assert (r.shape, r.stride(), r.dtype, r.device) == (f.shape, f.stride(), f.dtype, f.device), op
 

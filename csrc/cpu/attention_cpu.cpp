@@ -98,14 +98,12 @@ std::tuple<Tensor, Tensor> sparse_attn_cpu(const Tensor& q, const Tensor& k, con
   return {out, lse};
 }
 
-Tensor sparse_attn_out_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
-                           int64_t block_size, std::optional<double> scale) {
+void sparse_attn_out_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
+                         int64_t block_size, std::optional<double> scale) {
   const AttnShape s = check_qkv("sparse_attn_out", q, k, &v, block_size, scale);
   check_idx("sparse_attn_out", idx, q, s);
   check_out("sparse_attn_out", out, q);
-  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
-  run_cpu("sparse_attn_out", Mode::kSparse, s, q, k, &v, &out, &lse, nullptr, &idx);
-  return lse;
+  run_cpu("sparse_attn_out", Mode::kSparse, s, q, k, &v, &out, nullptr, nullptr, &idx);
 }
 
 std::tuple<Tensor, Tensor, Tensor> attn_search_cpu(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -151,16 +151,17 @@ AttnShape check_sparse(const char* op, const Tensor& q, const Tensor& k, const T
   return s;
 }
 
-// Runs the sparse kernel writing out (vector aligned: the epilogue's stores need it) and lse.
+// Runs the sparse kernel writing out (vector aligned: the epilogue's stores need it) and, when
+// given, lse.
 void run_sparse(const AttnShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
-                const Tensor& idx, const Tensor& out, Tensor& lse) {
+                const Tensor& idx, const Tensor& out, Tensor* lse) {
   if (empty_grid(s)) return;
   const Tensor qa = vector_aligned(q), ka = vector_aligned(k), va = vector_aligned(v);
   const Tensor idxc = tapi::contiguous(idx);
   AttnParams p = base_params(s);
   set_strides(p, qa, ka, &va, &out);
   p.q = qa.const_data_ptr(), p.k = ka.const_data_ptr(), p.v = va.const_data_ptr(), p.out = out.mutable_data_ptr();
-  p.lse = lse.mutable_data_ptr<float>();
+  p.lse = lse ? lse->mutable_data_ptr<float>() : nullptr;
   p.idx = idxc.const_data_ptr<int32_t>();
   p.kmax = static_cast<int>(idxc.size(3));
   launch(kSparseAttn, s, q, p);
@@ -172,27 +173,28 @@ std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, co
   const tapi::CudaDeviceGuard guard(tapi::device_index(q));
   Tensor out = tapi::empty_like(q);
   Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
-  run_sparse(s, q, k, v, idx, out, lse);
+  run_sparse(s, q, k, v, idx, out, &lse);
   return {out, lse};
 }
 
-// An out the kernel cannot store into directly (base or strides not 16-byte multiples) is
-// written through an aligned copy, like misaligned inputs are read through one.
-Tensor sparse_attn_out_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
+// No lse: its one caller, the runtime's sparse step, has no use for it, and a B x H x N float32
+// tensor that torch.compile may keep alive to the end of a block's graph is what pushed
+// CogVideoX1.5's compiled peak memory over the cache alone. An out the kernel cannot store into
+// directly (base or strides not 16-byte multiples) is written through an aligned copy, like
+// misaligned inputs are read through one.
+void sparse_attn_out_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
                             int64_t block_size, std::optional<double> scale) {
   const char* op = "sparse_attn_out";
   const AttnShape s = check_sparse(op, q, k, v, idx, block_size, scale);
   check_out(op, out, q);
   const tapi::CudaDeviceGuard guard(tapi::device_index(q));
-  Tensor lse = tapi::new_empty(q, {s.batch, s.heads, s.nq}, kFloat);
   if (is_vector_aligned(out)) {
-    run_sparse(s, q, k, v, idx, out, lse);
+    run_sparse(s, q, k, v, idx, out, nullptr);
   } else {
     Tensor staged = tapi::new_empty(q, q.sizes(), q.scalar_type());
-    run_sparse(s, q, k, v, idx, staged, lse);
+    run_sparse(s, q, k, v, idx, staged, nullptr);
     tapi::copy_into(out, staged);
   }
-  return lse;
 }
 
 std::tuple<Tensor, Tensor, Tensor> attn_search_cuda(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -162,14 +162,14 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinCtasPerSm)
 
   // Epilogue: normalise, write out and lse straight from registers (rows past Nq skipped).
   Element* out = static_cast<Element*>(p.out) + b * p.o_batch_stride + h * p.o_head_stride;
-  float* lse_out = p.lse + bh * p.nq + static_cast<int64_t>(m_block) * kBlockM;
+  float* lse_out = p.lse ? p.lse + bh * p.nq + static_cast<int64_t>(m_block) * kBlockM : nullptr;
 #pragma unroll
   for (int mi = 0; mi < kRows; ++mi) {
     const SoftmaxRowResult res = softmax_row_result(row_sum[mi], row_max[mi], p.scale);
     const float inv = res.inv, lse = res.lse;
     const int r = acc_row<kNWarps>(mi);
     if (r < rows_valid) {
-      if (lane % 4 == 0) lse_out[r] = lse;
+      if (lse_out && lane % 4 == 0) lse_out[r] = lse;
       Element* orow = out + static_cast<int64_t>(m_block * kBlockM + r) * p.o_row_stride + (lane % 4) * 2;
 #pragma unroll
       for (int n = 0; n < size<1>(o_rc) / 2; ++n) {

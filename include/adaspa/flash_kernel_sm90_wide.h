@@ -309,7 +309,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
     Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
     Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
-    float* lse = p.lse + (int64_t(b) * p.heads + h) * p.nq;
+    float* lse = p.lse ? p.lse + (int64_t(b) * p.heads + h) * p.nq : nullptr;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
       const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
@@ -324,7 +324,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
           pair[1] = Element(O(r, c + 1) * res.inv);
           *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
         }
-        if (lane % 4 == 0) lse[grow] = res.lse;
+        if (lse && lane % 4 == 0) lse[grow] = res.lse;
       }
     }
   }

@@ -30,7 +30,7 @@ struct AttnParams {
   const void* k;  // [B, H, Nk, D]
   const void* v;  // [B, H, Nk, D]
   void* out;      // [B, H, Nq, D], same dtype as q, its own strides below: written (flash kernels)
-  float* lse;     // [B, H, Nq] contiguous, natural log: written (flash kernels), read (kScore)
+  float* lse;     // [B, H, Nq] contiguous, natural log: written (flash kernels; null: not written), read (kScore)
   float* scores;  // [B, H, Mq, Mk] contiguous fp32 block scores: written (kScore)
   const int32_t* idx;  // [B, H, Mq, kmax] contiguous key-block lists (kFlashSparse only)
 

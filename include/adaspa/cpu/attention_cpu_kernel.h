@@ -170,7 +170,7 @@ inline void load_queries(const float* q, int64_t qs, int rows, int d, float c, f
   }
 }
 
-// Flash pass of one strip over the visited key blocks: out and lse of its rows, in the strip's
+// Flash pass of one strip over the visited key blocks: out and lse (when not null) of its rows, in the strip's
 // first V vectors; with stats (kSearch), each block's statistics for the scores.
 template <int V>
 inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, const float* v, float* out, float* lse,
@@ -211,7 +211,7 @@ inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, cons
     const float inv = l > 0 ? 1.f / l : 0.f;
     float* o = out + r * p.o_row_stride;
     for (int i = 0; i < d; ++i) o[i] = w.ot[i * kRows + r] * inv;
-    lse[r] = l > 0 ? (w.m[r] + std::log2(l)) * kLn2 : -kInf;
+    if (lse) lse[r] = l > 0 ? (w.m[r] + std::log2(l)) * kLn2 : -kInf;
     w.lse2[r] = l > 0 ? w.m[r] + std::log2(l) : kInf;
   }
   for (int r = rows; r < kRows; ++r) w.lse2[r] = kInf;
@@ -274,7 +274,7 @@ inline void run_item(const AttnParams& p, Mode mode, int bs, int d, int64_t item
   for (int s0 = qb * bs; s0 < end; s0 += kRows) {
     const int rows = std::min(kRows, end - s0);
     load_queries(q + s0 * p.q_row_stride, p.q_row_stride, rows, d, c, w.qt);
-    float* lse = p.lse + bh * p.nq + s0;
+    float* lse = p.lse ? p.lse + bh * p.nq + s0 : nullptr;  // null: sparse_attn_out, no lse kept
     if (mode == Mode::kScore) {
       // Whole strips: block_scores runs once per cached search, on video rows, and dispatching
       // it by strip size too cost ~2 % more instructions in its product loop (callgrind).
