@@ -183,6 +183,10 @@ class AdaSpaSession:
         self.log: list[tuple[int, int, object, str]] = []  # (step, branch, layer key, phase)
         self._layers: dict[object, list[LayerState]] = {}
         self._last_t: float | None = None
+        # set by apply(): the weight bytes and the number of wrapped attention layers, for
+        # AdaSpaConfig.cache_lse=None (unknown: the LSE is kept)
+        self.weight_bytes: int | None = None
+        self.layer_count = 0
 
     # step tracking ----------------------------------------------------------------------------
     def set_step(self, step: int, branch: int = 0) -> None:
@@ -220,6 +224,17 @@ class AdaSpaSession:
 
     def cache_bytes(self) -> int:
         return sum(s.nbytes() for states in self._layers.values() for s in states)
+
+    def keeps_lse(self, layer_lse_bytes: int) -> bool:
+        """Whether a fused search keeps its LSE (layer_lse_bytes: this layer's) for the cached
+        searches: AdaSpaConfig.cache_lse, or with None, whether every layer's LSE together fits
+        lse_budget of the weight bytes."""
+        cfg = self.config
+        if cfg.cache_lse is not None:
+            return cfg.cache_lse
+        if self.weight_bytes is None or self.layer_count == 0:
+            return True
+        return layer_lse_bytes * self.layer_count <= cfg.lse_budget * self.weight_bytes
 
     def layer_phase(self, state: LayerState) -> str:
         """'dense', 'search_fused', 'search_cached' or 'sparse' for this layer now."""
@@ -301,11 +316,12 @@ def _sparse(q, k, v, idx, bs: int, out: Tensor | None) -> Tensor:
     return out
 
 
-def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo: int, text_hi: int,
+def _adaspa_rows(q, k, v, st: LayerState, phase: str, session: AdaSpaSession, text_lo: int, text_hi: int,
                  video: slice, text_first: bool, out: Tensor | None = None, shard: HeadShard | None = None):
     """AdaSpa attention of q's rows: `video` (a block-aligned range of them) per the schedule, any
     other rows (text query rows, whole query blocks of them) densely, in the same kernel calls.
     Written into `out` (q's shape) when given, else returned as a new tensor."""
+    cfg = session.config
     bs = cfg.block_size
     mk = math.ceil(k.shape[2] / bs)
     text_qblocks = math.ceil(q.shape[2] / bs) - math.ceil((video.stop - video.start) / bs)
@@ -326,7 +342,8 @@ def _adaspa_rows(q, k, v, st: LayerState, phase: str, cfg: AdaSpaConfig, text_lo
             lse = lse[:, :, video].contiguous()
             scores = scores[:, :, video.start // bs:math.ceil(video.stop / bs)]
         idx = _select(cfg, scores, forced, mk_video, st, shard)
-        st.lse = lse if cfg.cache_lse else None  # without it the next search step is a fused one again
+        # without it the next search step is a fused one again
+        st.lse = lse if session.keeps_lse(lse.numel() * lse.element_size()) else None
         kidx = _with_text_lists(idx[..., :width], mk, text_qblocks, text_first)
     else:  # search_cached
         scores = ops.block_scores(q[:, :, video], k, st.lse, bs)
@@ -390,9 +407,9 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, state: LayerState, session: AdaS
     # would need two key lists, so the text rows go through the dense kernel, and both parts are
     # written into one output.
     if nt == 0 or (nt if text.first else nv) % cfg.block_size == 0:
-        return _adaspa_rows(q, k_use, v_use, state, phase, cfg, text_lo, text_hi, video, text.first, out, shard)
+        return _adaspa_rows(q, k_use, v_use, state, phase, session, text_lo, text_hi, video, text.first, out, shard)
     out = torch.empty_like(q) if out is None else out
-    _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, cfg, text_lo, text_hi, slice(0, nv), False,
+    _adaspa_rows(q[:, :, video], k_use, v_use, state, phase, session, text_lo, text_hi, slice(0, nv), False,
                  out[:, :, video], shard)
     rows = slice(0, nt) if text.first else slice(nv, n)
     out[:, :, rows] = _dense(q[:, :, rows], k_use, v_use)

@@ -4,7 +4,7 @@ denoising loop, diffusers' default attention and the best dense attention agains
 Usage:
   python benchmarks/bench_e2e.py [--models hunyuan-720p wan14b-720p wan1.3b-480p cogvideox1.5-720p]
       [--steps 50] [--sparsity 0.8] [--reps 1] [--compile | --compile-only] [--compile-backend inductor]
-      [--full-loop wan1.3b-480p] [--no-lse-cache] [--json OUT] [--csv OUT] [--tiny]
+      [--full-loop wan1.3b-480p] [--lse-cache auto|on|off] [--json OUT] [--csv OUT] [--tiny]
   torchrun --nproc_per_node N benchmarks/bench_e2e.py --ulysses N [--balance-heads] [--single-json 1GPU.json] ...
 
 Per model (a preset of adaspa_ext.presets with a ModelSpec): the transformer is built from
@@ -74,9 +74,10 @@ GUIDANCE = 6.0  # HunyuanVideo's embedded guidance (pipeline default), also the 
 # transformer blocks compile_repeated_blocks compiles, for classes whose diffusers release does not
 # list them in `_repeated_blocks` (the others use diffusers' own list)
 REPEATED_BLOCKS = {"CogVideoXTransformer3DModel": ["CogVideoXBlock"]}
+LSE_CACHE = {"auto": None, "on": True, "off": False}  # --lse-cache -> AdaSpaConfig.cache_lse
 
 
-def schedule_config(steps: int, sparsity: float, cache_lse: bool = True) -> AdaSpaConfig:
+def schedule_config(steps: int, sparsity: float, cache_lse: bool | None = None) -> AdaSpaConfig:
     """The paper's schedule (warm-up 10, searches at 10 and 30 of 50) scaled to `steps`."""
     if steps == 50:
         return AdaSpaConfig(sparsity=sparsity, cache_lse=cache_lse)
@@ -86,15 +87,15 @@ def schedule_config(steps: int, sparsity: float, cache_lse: bool = True) -> AdaS
                         cache_lse=cache_lse)
 
 
-def phase_counts(cfg: AdaSpaConfig) -> dict[str, int]:
+def phase_counts(cfg: AdaSpaConfig, lse_cached: bool = True) -> dict[str, int]:
     """Steps of each phase over a generation of cfg.num_steps steps, for a transformer whose every
     layer runs at every step (the first search is the fused one, later ones LSE-cached, or fused
-    too without the LSE cache)."""
+    too when the LSE is not cached: lse_cached, what the session chose for cfg.cache_lse)."""
     counts = dict.fromkeys(PHASES, 0)
     for step in range(cfg.num_steps):
         p = cfg.schedule_phase(step)
         if p == "search":
-            p = "search_fused" if step == cfg.search_steps[0] or not cfg.cache_lse else "search_cached"
+            p = "search_fused" if step == cfg.search_steps[0] or not lse_cached else "search_cached"
         counts[p] += 1
     return counts
 
@@ -365,7 +366,8 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
     res = {"step_ms": {}, "attn_ms": {}, "peak_gib": {}}
     s0 = cfg.search_steps[0]
     phase_step = {"dense": 0, "search_fused": s0, "sparse": s0 + 1,
-                  "search_cached": cfg.search_steps[1] if len(cfg.search_steps) > 1 and cfg.cache_lse else None}
+                  "search_cached": cfg.search_steps[1] if len(cfg.search_steps) > 1 and cfg.cache_lse is not False
+                  else None}
     warm = small if not compiled else inputs
 
     def timed(fn, before=None):
@@ -405,7 +407,7 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
                 attn.take_ms()
             for phase in PHASES:
                 st = phase_step[phase]
-                if st is None:
+                if st is None or (phase == "search_cached" and not res["lse_cached"]):
                     continue
                 peak_reset(device)
                 res["step_ms"][phase] = timed(lambda: run_step(model, inputs, timesteps[st], session, st),
@@ -413,6 +415,9 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
                 res["peak_gib"][phase] = peak_gib(device)
                 if attn:
                     res["attn_ms"][phase] = attn.take_ms() / reps
+                if phase == "search_fused":  # the session's cache_lse choice at the real size
+                    res["lse_cached"] = any(x.lse is not None for states in session._layers.values()
+                                            for s in states for x in (s, *s.sub.values()))
             res["cache_gib"] = session.cache_bytes() / 2**30
             shares = [x for states in session._layers.values() for s in states
                       if (x := kept_share(s, cfg.block_size)) is not None]
@@ -471,8 +476,7 @@ def run_full_loop(model, spec, inputs, cfg, device):
 def run_model(name: str, args, device, dtype, single: dict | None = None) -> list[dict]:
     """single: (model, mode) -> row of a one-GPU run (--single-json), for the speedup over it."""
     spec = PRESETS[name].model.variant(args.tiny)
-    cfg = schedule_config(args.steps, args.sparsity, not args.no_lse_cache)
-    counts = phase_counts(cfg)
+    cfg = schedule_config(args.steps, args.sparsity, LSE_CACHE[args.lse_cache])
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the same random weights on every rank
     model = build_transformer(spec, device, dtype)
@@ -498,13 +502,14 @@ def run_model(name: str, args, device, dtype, single: dict | None = None) -> lis
         m = measure(model, spec, inputs, small, timesteps, cfg, device, args.reps, mode == "compile",
                     full_loop=name in args.full_loop and mode == "eager", balance_heads=args.balance_heads)
         sm = m["step_ms"]
+        counts = phase_counts(cfg, m["lse_cached"])
         totals = {"dense_default": cfg.num_steps * sm["dense_default"], "dense_best": cfg.num_steps * sm["dense_best"],
                   "adaspa": compose(sm, counts)}
         peaks = m["peak_gib"]
         peak_ada = max((peaks[p] for p in PHASES if peaks.get(p) is not None), default=None)
         row = dict(model=name, cls=spec.cls, mode=mode, tiny=args.tiny, tokens=attention_tokens(spec),
                    forwards_per_step=len(inputs.forwards), batch=inputs.batch, steps=cfg.num_steps,
-                   sparsity=cfg.sparsity, phase_counts=counts, step_ms=sm, attn_ms=m["attn_ms"] or None,
+                   sparsity=cfg.sparsity, lse_cached=m["lse_cached"], phase_counts=counts, step_ms=sm, attn_ms=m["attn_ms"] or None,
                    total_s={k: v / 1e3 for k, v in totals.items()},
                    speedup={"vs_best": totals["dense_best"] / totals["adaspa"],
                             "vs_default": totals["dense_default"] / totals["adaspa"]},
@@ -524,9 +529,10 @@ def run_model(name: str, args, device, dtype, single: dict | None = None) -> lis
                                     step_ms=fl["step_ms"])
         rows.append(row)
         if _main_rank():
+            cached = f"{sm['search_cached'] / 1e3:.3f}" if "search_cached" in sm else "- (LSE not kept)"
             print(f"  {name} [{mode}]: dense {sm['dense_default'] / 1e3:.3f} / best "
                   f"{sm['dense_best'] / 1e3:.3f} s/step, fused {sm['search_fused'] / 1e3:.3f}, sparse "
-                  f"{sm['sparse'] / 1e3:.3f}, cached {sm.get('search_cached', 0) / 1e3:.3f}; {cfg.num_steps}-step "
+                  f"{sm['sparse'] / 1e3:.3f}, cached {cached}; {cfg.num_steps}-step "
                   f"adaspa {totals['adaspa'] / 1e3:.2f} s, {row['speedup']['vs_best']:.2f}x best dense", flush=True)
     del model
     if torch.device(device).type == "cuda":
@@ -593,8 +599,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=50, help="denoising steps (the schedule scales with it)")
     ap.add_argument("--sparsity", type=float, default=0.8)
     ap.add_argument("--reps", type=int, default=1, help="timed steps per configuration (median)")
-    ap.add_argument("--no-lse-cache", action="store_true",
-                    help="AdaSpaConfig(cache_lse=False): every search fused, no LSE kept (less memory)")
+    ap.add_argument("--lse-cache", choices=LSE_CACHE, default="auto",
+                    help="AdaSpaConfig.cache_lse: auto (None: kept when it fits lse_budget of the weights), "
+                         "on, off (every search fused, less memory)")
     ap.add_argument("--compile", action="store_true", help="also run with compile_repeated_blocks(fullgraph=True)")
     ap.add_argument("--compile-only", action="store_true", help="only the compiled run")
     ap.add_argument("--compile-backend", default="inductor")
@@ -615,7 +622,7 @@ def main(argv=None):
     device = init_distributed(a.ulysses, a.device) if a.ulysses > 1 else a.device
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     import diffusers
-    cfg = schedule_config(a.steps, a.sparsity, not a.no_lse_cache)
+    cfg = schedule_config(a.steps, a.sparsity, LSE_CACHE[a.lse_cache])
     if _main_rank():
         print(common.header("bench_e2e: full-size diffusers transformers over the denoising loop, random weights",
                             f"diffusers {diffusers.__version__} | {str(dtype)[6:]} | s={a.sparsity}, block "

@@ -9,9 +9,9 @@ then the sparse step is timed, median of --reps single calls, each between two C
 clock on the CPU):
   step   the whole adaspa_attention call in the sparse phase, as a GPU runs it: the layer keeps
          only the packed pattern (a CPU state's cached idx is dropped), so the step builds its
-         idx (mask_to_idx), runs sparse_attn and, when the text is not block aligned, the text
+         idx (mask_to_idx), runs sparse_attn_out and, when the text is not block aligned, the text
          rows' dense call, writing one output;
-  attn   the same step's attention kernels alone, called bare with a prebuilt idx: sparse_attn
+  attn   the same step's attention kernels alone, called bare with a prebuilt idx: sparse_attn_out
          over the rows of the video call, plus (column text) the text rows' dense call when the
          step makes one;
   overhead = step - attn, in ms and as a share of the step.
@@ -105,7 +105,9 @@ class Layer:
         return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
 
     def attention_kernels(self):
-        out = ops.sparse_attn(self.q_call, self.k, self.v, self.idx, self.bs)[0]
+        # the kernel the lean step runs (sparse_attn_out: no LSE), into a buffer made once
+        out = self.__dict__.setdefault("_out", torch.empty_like(self.q_call))
+        ops.sparse_attn_out(self.q_call, self.k, self.v, self.idx, out, self.bs)
         if self.text_call:
             self.text_attention()
         return out
@@ -156,7 +158,7 @@ def main(argv=None) -> list[dict]:
         for name in presets:
             rows += run_preset(table[name], cfg, device, dtype, args.legacy, args.warmup, args.reps)
     print(common.table(rows, COLS))
-    print("# attn: the step's attention kernels called bare (sparse_attn with a prebuilt idx, plus text_ms, the "
+    print("# attn: the step's attention kernels called bare (sparse_attn_out with a prebuilt idx, plus text_ms, the "
           "text rows' dense call where the step makes one); overhead = step - attn")
     if args.csv:
         common.write_csv(args.csv, rows)

@@ -172,6 +172,25 @@ def test_phase_log_50_steps_single_call_per_step(family):
     AD.remove(model)
 
 
+@pytest.mark.parametrize("budget, cached", [(0.05, True), (0.0, False)])
+def test_lse_cache_budget_from_the_model(budget, cached):
+    """apply() gives the session the transformer's weight bytes and layer count; with the default
+    cache_lse=None the LSE is kept when all layers' LSE fits lse_budget of the weights (the tiny
+    model's does at 5 %), else the second search is a fused one and no LSE is cached."""
+    model, call = tiny_models.FAMILIES["cogvideox"]()
+    cfg = AdaSpaConfig(num_steps=6, warmup_steps=1, search_steps=(1, 4), lse_budget=budget)
+    session = AD.apply(model, cfg)
+    assert session.weight_bytes == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert session.layer_count == len(AD._attention_modules(model, AD.FAMILIES[type(model).__name__])) == 2
+    with torch.no_grad():
+        for t in TIMESTEPS[:6]:
+            call(t)
+    phases = [p for s, _, _, p in session.log if s == 4]
+    assert phases == ["search_cached" if cached else "search_fused"] * 2
+    assert all((st.lse is not None) == cached for states in session._layers.values() for st in states)
+    AD.remove(model)
+
+
 def test_new_generation_resets_the_schedule():
     model, call = tiny_models.wan()
     session = AD.apply(model, AdaSpaConfig())

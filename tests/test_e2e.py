@@ -51,8 +51,9 @@ def test_phase_counts_and_compose():
     cfg = bench_e2e.schedule_config(6, 0.8)
     assert (cfg.warmup_steps, cfg.search_steps) == (1, (1, 4))
     assert bench_e2e.schedule_config(50, 0.8) == AdaSpaConfig()
-    no_lse = bench_e2e.schedule_config(50, 0.8, cache_lse=False)
-    assert bench_e2e.phase_counts(no_lse) == {"dense": 10, "search_fused": 2, "sparse": 38, "search_cached": 0}
+    assert bench_e2e.schedule_config(50, 0.8, cache_lse=False) == AdaSpaConfig(cache_lse=False)
+    assert bench_e2e.phase_counts(AdaSpaConfig(), lse_cached=False) == \
+        {"dense": 10, "search_fused": 2, "sparse": 38, "search_cached": 0}
 
 
 def check_results(doc, models, steps, full_loop):
@@ -63,7 +64,9 @@ def check_results(doc, models, steps, full_loop):
         counts = r["phase_counts"]
         assert sum(counts.values()) == steps == r["steps"]
         sm = r["step_ms"]
-        assert set(sm) == {"dense_default", "dense_best", "dense", "search_fused", "sparse", "search_cached"}
+        cached = {"search_cached"} if r["lse_cached"] else set()
+        assert set(sm) == {"dense_default", "dense_best", "dense", "search_fused", "sparse"} | cached
+        assert counts == bench_e2e.phase_counts(bench_e2e.schedule_config(steps, r["sparsity"]), r["lse_cached"])
         assert all(v > 0 for v in sm.values()) and sm["dense_best"] == sm["dense"]
         composed = sum(n * sm[p] for p, n in counts.items())
         assert r["total_s"]["adaspa"] == pytest.approx(composed / 1e3)

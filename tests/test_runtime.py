@@ -133,6 +133,23 @@ def test_without_the_lse_cache_every_search_is_fused():
     assert session.log[-1][-1] == "search_fused"  # the old pattern was dropped, a new search ran
 
 
+def test_auto_lse_cache_follows_the_budget():
+    """cache_lse=None keeps the LSE when every layer's LSE together fits lse_budget of the weight
+    bytes (both set by apply; unknown: kept); True / False are followed whatever the budget."""
+    s = AdaSpaSession(AdaSpaConfig())
+    assert s.keeps_lse(10**12)  # no model known
+    s.weight_bytes, s.layer_count = 1000, 10
+    assert s.keeps_lse(5) and not s.keeps_lse(6)  # 50 <= 0.05 * 1000 < 60
+    s.config = AdaSpaConfig(lse_budget=0.0)
+    assert not s.keeps_lse(1)
+    s.config = AdaSpaConfig(cache_lse=True, lse_budget=0.0)
+    assert s.keeps_lse(10**12)
+    s.config = AdaSpaConfig(cache_lse=False)
+    assert not s.keeps_lse(0)
+    with pytest.raises(ValueError, match="lse_budget"):
+        AdaSpaConfig(lse_budget=-0.1)
+
+
 def test_sparsity_zero_equals_dense():
     cfg = AdaSpaConfig(sparsity=0.0, head_adaptive=False, num_steps=6, warmup_steps=1, search_steps=(1, 4))
     _, outs = run_layer_schedule(PRESETS["tiny"], cfg, 6)

@@ -516,6 +516,8 @@ def apply(pipe_or_transformer, config: AdaSpaConfig | None = None, *, self_atten
         procs = [(attn, _processor_class(type(attn.processor))(attn.processor, session, (ti, li), fam, seen))
                  for li, attn in enumerate(attns)]
         plans.append((tr, fam, seen, procs))
+    session.layer_count = sum(len(procs) for *_, procs in plans)
+    session.weight_bytes = sum(p.numel() * p.element_size() for tr in transformers for p in tr.parameters())
     if steps == "scheduler":
         tracker.track(scheduler, session)
     for tr, fam, seen, procs in plans:
