@@ -7,7 +7,7 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); needs a 90a build)
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores; needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -109,6 +109,23 @@ cudaError_t launch_search(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
+// The hopper path's attn_search (dense flash, then the score kernel) and block_scores.
+template <int D, int BS>
+cudaError_t launch_search_sm90(const AttnParams& p) {
+  const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
+  return err != cudaSuccess ? err : run_sm90<Kernel::kScore, DType::kBFloat16, D, BS>(p, nullptr);
+}
+template <int D, int BS>
+cudaError_t launch_score_sm90(const AttnParams& p) { return run_sm90<Kernel::kScore, DType::kBFloat16, D, BS>(p, nullptr); }
+// The score kernel with three S tiles per consumer (ScoreTraits::kSBuffers), and attn_search with it.
+template <int D, int BS>
+cudaError_t launch_score3_sm90(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 3>(p, nullptr); }
+template <int D, int BS>
+cudaError_t launch_search3_sm90(const AttnParams& p) {
+  const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
+  return err != cudaSuccess ? err : launch_score3_sm90<D, BS>(p);
+}
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -208,7 +225,7 @@ template <int D, int BS>
 void print_occupancy() {
   using T = sm90::FlashSparseTraits<Elem, D, BS>;
   int n = 0, nw = 0;
-  CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sm90::flash_sparse_sm90_kernel<T>, T::kNThreads, T::kSmemBytes));
+  CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sm90::flash_sm90_kernel<T>, T::kNThreads, T::kSmemBytes));
   if constexpr (BS == 64) {
     using W = sm90::FlashWideTraits<Elem, D>;
     CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nw, sm90::flash_wide_sm90_kernel<W>, W::kNThreads, W::kSmemBytes));
@@ -218,10 +235,12 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[5]) {
+void kernels(Launch (&k)[9]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
+  k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
+  k[7] = launch_search3_sm90<D, BS>, k[8] = launch_score3_sm90<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -229,7 +248,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  Launch k[9] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -334,21 +353,28 @@ int main(int argc, char** argv) {
     }
   }
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
-    const double t_search = time_ms(k[1], p, iters, a, b), t_score = time_ms(k[2], p, iters, a, b);
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
-    CHECK(k[1](p));
-    std::vector<float> hs(int64_t(H) * M * M);
-    CHECK(cudaMemcpy(hs.data(), scores, hs.size() * sizeof(float), cudaMemcpyDeviceToHost));
-    double worst = 0.0;
-    for (int64_t r = 0; r < int64_t(H) * M; ++r) {
-      double sum = 0.0;
-      for (int j = 0; j < M; ++j) sum += hs[r * M + j];
-      worst = std::max(worst, std::abs(sum - std::min(BS, N - int(r % M) * BS)) / BS);
+    const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
+    const char* names[3] = {"portable", "sm90", "sm90 s3"};  // s3: three S tiles per score consumer
+    const Launch searches[3] = {k[1], k[5], k[7]}, score_fns[3] = {k[2], k[6], k[8]};
+    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
+      const Launch search = searches[path], score = score_fns[path];
+      const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
+      CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned
+      CHECK(search(p));
+      std::vector<float> hs(int64_t(H) * M * M);
+      CHECK(cudaMemcpy(hs.data(), scores, hs.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      double worst = 0.0;
+      for (int64_t r = 0; r < int64_t(H) * M; ++r) {
+        double sum = 0.0;
+        for (int j = 0; j < M; ++j) sum += hs[r * M + j];
+        worst = std::max(worst, std::abs(sum - std::min(BS, N - int(r % M) * BS)) / BS);
+      }
+      const double tol = check_scores(p, D, BS, rng, hq, hk, hs);
+      std::printf("D=%d bs=%d N=%d H=%d  %s attn_search %.3f ms  block_scores %.3f ms  max |row sum - rows| / rows "
+                  "%.2e  scores err / tol %.3f\n", D, BS, N, H, names[path], t_search, t_score, worst, tol);
+      if (!(worst < 1e-3) || !(tol <= 1.0)) status = 1;
     }
-    const double tol = check_scores(p, D, BS, rng, hq, hk, hs);
-    std::printf("D=%d bs=%d N=%d H=%d  attn_search %.3f ms  block_scores %.3f ms  max |row sum - rows| / rows %.2e  "
-                "scores err / tol %.3f\n", D, BS, N, H, t_search, t_score, worst, tol);
-    if (!(worst < 1e-3) || !(tol <= 1.0)) status = 1;
   }
   return status;
 }

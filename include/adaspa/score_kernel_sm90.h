@@ -33,7 +33,7 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_>
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kSBuffers_ = 2>
 struct ScoreTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -49,6 +49,11 @@ struct ScoreTraits {
   // (a TMA warp and the writer warp working) hands registers over, as in the flash kernel.
   static constexpr int kProducerThreads = 128;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  // S tiles per consumer: 2 = one reduced while the next is in the tensor cores; 3 = two queued
+  // behind the one being reduced (192 registers of accumulators), so that the tensor cores do not
+  // wait for a warpgroup whose exponentials ran late (an experiment: the kernel lab builds both).
+  static constexpr int kSBuffers = kSBuffers_;
+  static_assert(kSBuffers == 2 || kSBuffers == 3, "two or three S tiles");
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
   static constexpr int kStages = 4, kSlots = 4;
@@ -179,6 +184,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     Tensor tSrK = thr.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage)
     Tensor tSrS0 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor tSrS1 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tSrS2 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});  // kSBuffers 3 only
     Tensor tScS = thr.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
     Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kRows = decltype(size<0>(Sc))::value;  // 2
@@ -244,6 +250,63 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 
     if (ntiles == 0) return;
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kSBuffers == 3) {
+      const bool partial_last = last_cols < kBlockN;
+      auto finish_last = [&](auto& tSrS, int t) {  // the last tile: masked when partial
+        if (partial_last) {
+          finish(tSrS, t, std::true_type{});
+        } else {
+          finish(tSrS, t, std::false_type{});
+        }
+      };
+      // Three S tiles rotate; unrolled by three so that each issue names its accumulator.
+      // Invariant at the loop head: tiles t and t + 1 in flight in S0 and S1.
+      issue(tSrS0, 0);
+      if (ntiles == 1) {
+        warpgroup_wait<0>();
+        finish_last(tSrS0, 0);
+        return;
+      }
+      issue(tSrS1, 1);
+      int t = 0;
+      for (; t + 4 < ntiles; t += 3) {
+        issue(tSrS2, t + 2);
+        warpgroup_wait<2>();
+        finish(tSrS0, t, std::false_type{});
+        issue(tSrS0, t + 3);
+        warpgroup_wait<2>();
+        finish(tSrS1, t + 1, std::false_type{});
+        issue(tSrS1, t + 4);
+        warpgroup_wait<2>();
+        finish(tSrS2, t + 2, std::false_type{});
+      }
+      const int left = ntiles - t;  // 2, 3 or 4, tiles t and t + 1 in flight
+      if (left == 2) {
+        warpgroup_wait<1>();
+        finish(tSrS0, t, std::false_type{});
+        warpgroup_wait<0>();
+        finish_last(tSrS1, t + 1);
+      } else {
+        issue(tSrS2, t + 2);
+        warpgroup_wait<2>();
+        finish(tSrS0, t, std::false_type{});
+        if (left == 3) {
+          warpgroup_wait<1>();
+          finish(tSrS1, t + 1, std::false_type{});
+          warpgroup_wait<0>();
+          finish_last(tSrS2, t + 2);
+        } else {
+          issue(tSrS0, t + 3);
+          warpgroup_wait<2>();
+          finish(tSrS1, t + 1, std::false_type{});
+          warpgroup_wait<1>();
+          finish(tSrS2, t + 2, std::false_type{});
+          warpgroup_wait<0>();
+          finish_last(tSrS0, t + 3);
+        }
+      }
+      return;
+    }
     // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
@@ -281,9 +344,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize>
+template <typename Element, int kHeadDim, int kBlockSize, int kSBuffers = 2>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kSBuffers>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Nsight Compute profile of the sm_90a kernels in a kernel_lab binary (built here by kernel_lab.sh
+# for 90a, carried to the device): first a plain timed run of the shape (no profiler), then one
+# launch of each kernel under ncu: the block-64 sparse kernel (wide key tiles), the block-128 sparse
+# kernel, attn_search's dense flash launch and the score kernel. Writes one text file per kernel,
+# $OUT/lab_profile_NAME.txt: ncu's log, its details page and its raw page (the device tool brings
+# back only a few files, so the .ncu-rep stays in /tmp); prints the headline lines.
+# Usage: bash benchmarks/lab_profile.sh BINARY [N=32768] [H=24] [DENSITY=0.2]
+set -uo pipefail
+bin=$1; n=${2:-32768}; h=${3:-24}; dens=${4:-0.2}
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+export LAB_HOPPER=1 LAB_GAUSS=1
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+LAB_SEARCH=1 timeout 60 "$bin" 128 64 "$n" "$h" 10 "$dens" || echo "FAILED/TIMEOUT ($?): timed run bs 64"
+timeout 60 "$bin" 128 128 "$n" "$h" 10 "$dens" || echo "FAILED/TIMEOUT ($?): timed run bs 128"
+[ -n "$ncu" ] || { echo "no ncu"; exit 1; }
+sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats
+          --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis --section InstructionStats)
+# iters 1: each kernel runs once for the check, 3 warm-up and 1 timed launches; the 4th is profiled
+# (SKIP launches of the kernel skipped, default 3).
+prof() {  # prof NAME REGEX ARGS...
+  local name=$1 re=$2; shift 2
+  local txt="$OUT/lab_profile_$name.txt"
+  timeout 120 "$ncu" --clock-control none -k "regex:$re" --launch-skip "${SKIP:-3}" --launch-count 1 "${sections[@]}" \
+    -f -o "/tmp/lab_profile_$name" "$bin" "$@" > "$txt" 2>&1
+  echo "ncu $name: rc $?"
+  "$ncu" --import "/tmp/lab_profile_$name.ncu-rep" --page details >> "$txt" 2>&1
+  "$ncu" --import "/tmp/lab_profile_$name.ncu-rep" --page raw >> "$txt" 2>&1
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Registers Per Thread|Achieved Occupancy|Warp Cycles Per Issued|No Eligible" \
+    "$txt" | sed "s/^/  $name: /" | head -12
+}
+prof wide64 flash_wide_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
+prof sparse128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
+LAB_SEARCH=1 prof score score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
+LAB_SEARCH=1 prof dense flash_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
+# the three-S-tile score kernel: after the two-tile kernel's 9 launches (search 4, score 4, check 1)
+LAB_SEARCH=1 SKIP=12 prof score3 score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
