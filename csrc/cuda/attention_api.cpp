@@ -177,13 +177,12 @@ std::tuple<Tensor, Tensor> sparse_attn_cuda(const Tensor& q, const Tensor& k, co
   return {out, lse};
 }
 
-// No lse: its one caller, the runtime's sparse step, has no use for it, and a B x H x N float32
-// tensor that torch.compile may keep alive to the end of a block's graph is what pushed
-// CogVideoX1.5's compiled peak memory over the cache alone. An out the kernel cannot store into
-// directly (base or strides not 16-byte multiples) is written through an aligned copy, like
-// misaligned inputs are read through one.
+// No lse: the runtime's sparse step has no use for it, and an unused B x H x N float32 output can
+// stay alive in a torch.compile graph up to the graph's memory peak. An out the kernel cannot
+// store into directly (base or strides not 16-byte multiples) is written through an aligned copy,
+// like misaligned inputs are read through one.
 void sparse_attn_out_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, Tensor out,
-                            int64_t block_size, std::optional<double> scale) {
+                          int64_t block_size, std::optional<double> scale) {
   const char* op = "sparse_attn_out";
   const AttnShape s = check_sparse(op, q, k, v, idx, block_size, scale);
   check_out(op, out, q);

@@ -170,8 +170,8 @@ inline void load_queries(const float* q, int64_t qs, int rows, int d, float c, f
   }
 }
 
-// Flash pass of one strip over the visited key blocks: out and lse (when not null) of its rows, in the strip's
-// first V vectors; with stats (kSearch), each block's statistics for the scores.
+// Flash pass of one strip over the visited key blocks: out and (when not null) lse of its rows,
+// in the strip's first V vectors; with stats (kSearch), each block's statistics for the scores.
 template <int V>
 inline void flash_strip(const AttnParams& p, int bs, int d, const float* k, const float* v, float* out, float* lse,
                         int rows, int nb, const Work& w, bool stats) {
