@@ -365,9 +365,8 @@ def measure(model, spec, inputs, small, timesteps, cfg, device, reps, compiled, 
     timer = Timer(device)
     res = {"step_ms": {}, "attn_ms": {}, "peak_gib": {}}
     s0 = cfg.search_steps[0]
-    phase_step = {"dense": 0, "search_fused": s0, "sparse": s0 + 1,
-                  "search_cached": cfg.search_steps[1] if len(cfg.search_steps) > 1 and cfg.cache_lse is not False
-                  else None}
+    cached = cfg.search_steps[1] if len(cfg.search_steps) > 1 and cfg.cache_lse is not False else None
+    phase_step = {"dense": 0, "search_fused": s0, "sparse": s0 + 1, "search_cached": cached}
     warm = small if not compiled else inputs
 
     def timed(fn, before=None):
@@ -509,7 +508,8 @@ def run_model(name: str, args, device, dtype, single: dict | None = None) -> lis
         peak_ada = max((peaks[p] for p in PHASES if peaks.get(p) is not None), default=None)
         row = dict(model=name, cls=spec.cls, mode=mode, tiny=args.tiny, tokens=attention_tokens(spec),
                    forwards_per_step=len(inputs.forwards), batch=inputs.batch, steps=cfg.num_steps,
-                   sparsity=cfg.sparsity, lse_cached=m["lse_cached"], phase_counts=counts, step_ms=sm, attn_ms=m["attn_ms"] or None,
+                   sparsity=cfg.sparsity, lse_cached=m["lse_cached"], phase_counts=counts, step_ms=sm,
+                   attn_ms=m["attn_ms"] or None,
                    total_s={k: v / 1e3 for k, v in totals.items()},
                    speedup={"vs_best": totals["dense_best"] / totals["adaspa"],
                             "vs_default": totals["dense_default"] / totals["adaspa"]},
