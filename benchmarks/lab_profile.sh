@@ -14,6 +14,15 @@ mkdir -p "$OUT"
 export LAB_HOPPER=1 LAB_GAUSS=1
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+# correctness first, on lengths whose tile counts (1, 8, 33 key tiles of 128) take every tail of
+# the three-S-tile score loop; the search rows check scores against a float64 reference
+for cfg in "128 64" "64 128"; do
+  for len in 64 1000 4097; do
+    LAB_SEARCH=1 timeout 30 "$bin" $cfg $len 2 1 0.5 > /tmp/lab_check.txt 2>&1 \
+      || { echo "FAILED/TIMEOUT ($?): D/bs $cfg N $len"; cat /tmp/lab_check.txt; }
+  done
+done
+echo "correctness runs done"
 LAB_SEARCH=1 timeout 60 "$bin" 128 64 "$n" "$h" 10 "$dens" || echo "FAILED/TIMEOUT ($?): timed run bs 64"
 timeout 60 "$bin" 128 128 "$n" "$h" 10 "$dens" || echo "FAILED/TIMEOUT ($?): timed run bs 128"
 for bs in 64 128; do timeout 60 "$bin" 64 $bs "$n" $((2 * h)) 10 "$dens" || echo "FAILED/TIMEOUT ($?): D 64 bs $bs"; done
