@@ -7,7 +7,9 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores; needs a 90a build)
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores, and their score
+//        kernel variants "s3" (three S tiles) and "s3p2" (plus 2 of 8 exponentials on the FMA
+//        pipe); needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -117,13 +119,14 @@ cudaError_t launch_search_sm90(const AttnParams& p) {
 }
 template <int D, int BS>
 cudaError_t launch_score_sm90(const AttnParams& p) { return run_sm90<Kernel::kScore, DType::kBFloat16, D, BS>(p, nullptr); }
-// The score kernel with three S tiles per consumer (ScoreTraits::kSBuffers), and attn_search with it.
-template <int D, int BS>
-cudaError_t launch_score3_sm90(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 3>(p, nullptr); }
-template <int D, int BS>
-cudaError_t launch_search3_sm90(const AttnParams& p) {
+// Score kernel variants (ScoreTraits): kSBuffers S tiles per consumer, kPoly of every 8
+// exponentials on the FMA pipe; attn_search with each.
+template <int D, int BS, int kSBuffers, int kPoly>
+cudaError_t launch_score_var(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kSBuffers, kPoly>(p, nullptr); }
+template <int D, int BS, int kSBuffers, int kPoly>
+cudaError_t launch_search_var(const AttnParams& p) {
   const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
-  return err != cudaSuccess ? err : launch_score3_sm90<D, BS>(p);
+  return err != cudaSuccess ? err : launch_score_var<D, BS, kSBuffers, kPoly>(p);
 }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
@@ -235,12 +238,13 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[9]) {
+void kernels(Launch (&k)[11]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
-  k[7] = launch_search3_sm90<D, BS>, k[8] = launch_score3_sm90<D, BS>;
+  k[7] = launch_search_var<D, BS, 3, 0>, k[8] = launch_score_var<D, BS, 3, 0>;
+  k[9] = launch_search_var<D, BS, 3, 2>, k[10] = launch_score_var<D, BS, 3, 2>;
 }
 
 int main(int argc, char** argv) {
@@ -248,7 +252,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[9] = {};
+  Launch k[11] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -355,9 +359,10 @@ int main(int argc, char** argv) {
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    const char* names[3] = {"portable", "sm90", "sm90 s3"};  // s3: three S tiles per score consumer
-    const Launch searches[3] = {k[1], k[5], k[7]}, score_fns[3] = {k[2], k[6], k[8]};
-    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
+    // s3: three S tiles per score consumer; p2: 2 of every 8 exponentials on the FMA pipe
+    const char* names[4] = {"portable", "sm90", "sm90 s3", "sm90 s3p2"};
+    const Launch searches[4] = {k[1], k[5], k[7], k[9]}, score_fns[4] = {k[2], k[6], k[8], k[10]};
+    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned

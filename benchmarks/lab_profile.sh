@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Nsight Compute profile of the sm_90a kernels in a kernel_lab binary (built here by kernel_lab.sh
 # for 90a, carried to the device): first a plain timed run of the shape (no profiler), then one
-# launch of each kernel under ncu: the block-64 sparse kernel (wide key tiles), the block-128 sparse
-# kernel, attn_search's dense flash launch, the score kernel (two and three S tiles), and at head
-# dim 64 the block-64 and block-128 sparse kernels. Writes one text file per kernel,
-# $OUT/lab_profile_NAME.txt: ncu's log, its details page and its raw page (the device tool brings
-# back only a few files, so the .ncu-rep stays in /tmp); prints the headline lines.
+# launch of each kernel under ncu: the block-64 sparse kernel (wide key tiles), the block-128
+# sparse kernel, attn_search's dense flash launch, the score kernel (two and three S tiles, three
+# with a share of FMA-pipe exponentials), and at head dim 64 the block-64 and block-128 sparse
+# kernels. Writes one text file per kernel (eight: the device tool brings back at most eight
+# files), $OUT/lab_profile_NAME.txt: ncu's log, its details page and its raw page (the .ncu-rep
+# stays in /tmp); prints the headline lines.
 # Usage: bash benchmarks/lab_profile.sh BINARY [N=32768] [H=24] [DENSITY=0.2]
 set -uo pipefail
 bin=$1; n=${2:-32768}; h=${3:-24}; dens=${4:-0.2}
@@ -48,6 +49,8 @@ LAB_SEARCH=1 prof score score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 LAB_SEARCH=1 prof dense flash_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 # the three-S-tile score kernel: after the two-tile kernel's 9 launches (search 4, score 4, check 1)
 LAB_SEARCH=1 SKIP=12 prof score3 score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
+# three S tiles and 2 of 8 exponentials on the FMA pipe: after the 18 launches of the two before
+LAB_SEARCH=1 SKIP=21 prof score3p2 score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 # head dim 64 (twice the heads): the sparse kernels at block 64 (64-wide tiles) and 128
 prof d64bs64 flash_sm90_kernel 64 64 "$n" $((2 * h)) 1 "$dens"
 prof d64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"

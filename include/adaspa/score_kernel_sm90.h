@@ -33,7 +33,7 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kSBuffers_ = 2>
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kSBuffers_ = 2, int kPoly_ = 0>
 struct ScoreTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -54,6 +54,10 @@ struct ScoreTraits {
   // wait for a warpgroup whose exponentials ran late (an experiment: the kernel lab builds both).
   static constexpr int kSBuffers = kSBuffers_;
   static_assert(kSBuffers == 2 || kSBuffers == 3, "two or three S tiles");
+  // Of every 8 columns, how many take their exponential on the FMA pipe (exp2_poly) instead of
+  // MUFU: a lab experiment too (with two S tiles, 2 and 3 measured slower; NOTES.md).
+  static constexpr int kPoly = kPoly_;
+  static_assert(0 <= kPoly && kPoly <= 8);
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
   static constexpr int kStages = 4, kSlots = 4;
@@ -216,7 +220,8 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
+          const float x = S(r, c) * scale_log2 - lse_log2[r];
+          const float e = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -344,9 +349,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kSBuffers = 2>
+template <typename Element, int kHeadDim, int kBlockSize, int kSBuffers = 2, int kPoly = 0>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kSBuffers>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kSBuffers, kPoly>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
