@@ -255,21 +255,22 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 
     if (ntiles == 0) return;
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    // The last tile: masked when partial.
+    auto finish_last = [&](auto& tSrS, int t, bool partial) {
+      if (partial) {
+        finish(tSrS, t, std::true_type{});
+      } else {
+        finish(tSrS, t, std::false_type{});
+      }
+    };
     if constexpr (T::kSBuffers == 3) {
       const bool partial_last = last_cols < kBlockN;
-      auto finish_last = [&](auto& tSrS, int t) {  // the last tile: masked when partial
-        if (partial_last) {
-          finish(tSrS, t, std::true_type{});
-        } else {
-          finish(tSrS, t, std::false_type{});
-        }
-      };
       // Three S tiles rotate; unrolled by three so that each issue names its accumulator.
       // Invariant at the loop head: tiles t and t + 1 in flight in S0 and S1.
       issue(tSrS0, 0);
       if (ntiles == 1) {
         warpgroup_wait<0>();
-        finish_last(tSrS0, 0);
+        finish_last(tSrS0, 0, partial_last);
         return;
       }
       issue(tSrS1, 1);
@@ -290,7 +291,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         warpgroup_wait<1>();
         finish(tSrS0, t, std::false_type{});
         warpgroup_wait<0>();
-        finish_last(tSrS1, t + 1);
+        finish_last(tSrS1, t + 1, partial_last);
       } else {
         issue(tSrS2, t + 2);
         warpgroup_wait<2>();
@@ -299,7 +300,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
           warpgroup_wait<1>();
           finish(tSrS1, t + 1, std::false_type{});
           warpgroup_wait<0>();
-          finish_last(tSrS2, t + 2);
+          finish_last(tSrS2, t + 2, partial_last);
         } else {
           issue(tSrS0, t + 3);
           warpgroup_wait<2>();
@@ -307,7 +308,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
           warpgroup_wait<1>();
           finish(tSrS2, t + 2, std::false_type{});
           warpgroup_wait<0>();
-          finish_last(tSrS0, t + 3);
+          finish_last(tSrS0, t + 3, partial_last);
         }
       }
       return;
@@ -332,18 +333,10 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       warpgroup_wait<1>();
       finish(tSrS0, t, std::false_type{});
       warpgroup_wait<0>();
-      if (partial_last) {
-        finish(tSrS1, t + 1, std::true_type{});
-      } else {
-        finish(tSrS1, t + 1, std::false_type{});
-      }
+      finish_last(tSrS1, t + 1, partial_last);
     } else {
       warpgroup_wait<0>();
-      if (partial_last) {
-        finish(tSrS0, t, std::true_type{});
-      } else {
-        finish(tSrS0, t, std::false_type{});
-      }
+      finish_last(tSrS0, t, partial_last);
     }
   }
 #endif
