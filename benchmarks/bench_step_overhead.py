@@ -83,6 +83,7 @@ class Layer:
         self.text_qblocks = math.ceil(self.q_call.shape[2] / bs) - math.ceil(nv / bs)
         self.text_call = not aligned
         self.idx = ops.mask_to_idx(self.state.mask, self.mk, self.state.width, self.text_qblocks, preset.text_first)
+        self.out_call = torch.empty_like(self.q_call)  # attention_kernels' output, made once
 
     def lean(self):
         return adaspa_attention(self.q, self.k, self.v, self.state, self.session, self.text, 0)
@@ -105,12 +106,11 @@ class Layer:
         return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
 
     def attention_kernels(self):
-        # the kernel the lean step runs (sparse_attn_out: no LSE), into a buffer made once
-        out = self.__dict__.setdefault("_out", torch.empty_like(self.q_call))
-        ops.sparse_attn_out(self.q_call, self.k, self.v, self.idx, out, self.bs)
+        # the kernel the lean step runs (sparse_attn_out: no LSE)
+        ops.sparse_attn_out(self.q_call, self.k, self.v, self.idx, self.out_call, self.bs)
         if self.text_call:
             self.text_attention()
-        return out
+        return self.out_call
 
     def text_attention(self):
         return F.scaled_dot_product_attention(self.q[:, :, self.text_rows], self.k, self.v)

@@ -111,16 +111,9 @@ cudaError_t launch_search(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
-// The hopper path's attn_search (dense flash, then the score kernel) and block_scores.
-template <int D, int BS>
-cudaError_t launch_search_sm90(const AttnParams& p) {
-  const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
-  return err != cudaSuccess ? err : run_sm90<Kernel::kScore, DType::kBFloat16, D, BS>(p, nullptr);
-}
-template <int D, int BS>
-cudaError_t launch_score_sm90(const AttnParams& p) { return run_sm90<Kernel::kScore, DType::kBFloat16, D, BS>(p, nullptr); }
-// Score kernel variants (ScoreTraits): kSBuffers S tiles per consumer, kPoly of every 8
-// exponentials on the FMA pipe; attn_search with each.
+// The hopper path's block_scores and attn_search (dense flash, then the score kernel), with the
+// score kernel's variants (ScoreTraits): kSBuffers S tiles per consumer, kPoly of every 8
+// exponentials on the FMA pipe; <2, 0> is the kernel the ops run.
 template <int D, int BS, int kSBuffers, int kPoly>
 cudaError_t launch_score_var(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kSBuffers, kPoly>(p, nullptr); }
 template <int D, int BS, int kSBuffers, int kPoly>
@@ -242,7 +235,7 @@ void kernels(Launch (&k)[11]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
-  k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
+  k[5] = launch_search_var<D, BS, 2, 0>, k[6] = launch_score_var<D, BS, 2, 0>;
   k[7] = launch_search_var<D, BS, 3, 0>, k[8] = launch_score_var<D, BS, 3, 0>;
   k[9] = launch_search_var<D, BS, 3, 2>, k[10] = launch_score_var<D, BS, 3, 2>;
 }
