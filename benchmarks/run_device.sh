@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
 # One device-machine session: build against that machine's torch, run the tests (GPU ones
 # included), then the kernel benchmark. Logs go to $OUT (the device tool brings them back).
-# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [overhead] [profile] [demo] [e2e]   (default: build test bench)
+# Usage: bash benchmarks/run_device.sh [build] [smoke] [test] [bench] [sanitize] [schedule] [overhead] [demo] [e2e]   (default: build test bench)
 # smoke: the op tests on small odd shapes only, under a short time limit; a failure or a hang there
 # stops the session before the long stages. Every stage runs under STAGE_TIMEOUT seconds (default 480).
 # Wheels in .whl/ (benchmarks/fetch_wheels.sh: diffusers, the CUTLASS headers) are installed first,
 # offline, into /tmp/site ahead of the machine's own packages. e2e: benchmarks/bench_e2e.py with
 # $E2E_ARGS (e.g. "--models wan1.3b-480p --full-loop wan1.3b-480p"), JSON in $OUT/bench_e2e.json.
 # overhead: benchmarks/bench_step_overhead.py --legacy (the sparse step outside its attention kernels).
-# profile: Nsight Compute over one call of each kernel of benchmarks/profile_kernels.py ($PROFILE_ARGS):
-# report $OUT/profile.ncu-rep, its details page profile.txt, raw metrics profile_raw.txt.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -65,18 +63,6 @@ for s in $stages; do
     schedule)
       $T python3 benchmarks/bench_schedule.py ${SCHED_ARGS:-} --csv "$OUT/bench_schedule.csv" > "$OUT/bench_schedule.txt" 2>&1
       tail -n 40 "$OUT/bench_schedule.txt" ;;
-    profile)
-      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
-      [ -n "$ncu" ] || { echo "profile: no ncu"; continue; }
-      $T "$ncu" --profile-from-start off --clock-control none --section SpeedOfLight --section ComputeWorkloadAnalysis \
-        --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
-        --section MemoryWorkloadAnalysis -f -o "$OUT/profile" python3 benchmarks/profile_kernels.py ${PROFILE_ARGS:-} \
-        > "$OUT/profile.log" 2>&1
-      echo "profile: ncu rc $?"; grep -v "^==PROF==" "$OUT/profile.log" | tail -8
-      "$ncu" --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile.txt" 2>&1
-      "$ncu" --import "$OUT/profile.ncu-rep" --page raw > "$OUT/profile_raw.txt" 2>&1
-      grep -E "^  [a-zA-Z_].*\(|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy" \
-        "$OUT/profile.txt" | head -60 ;;
     overhead)
       $T python3 benchmarks/bench_step_overhead.py --legacy ${OVERHEAD_ARGS:-} --csv "$OUT/bench_step_overhead.csv" \
         > "$OUT/bench_step_overhead.txt" 2>&1
