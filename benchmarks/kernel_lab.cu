@@ -9,7 +9,8 @@
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
 //        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores, and their score
 //        kernel variants "s3" (three S tiles) and "s3p2" (plus 2 of 8 exponentials on the FMA
-//        pipe); needs a 90a build)
+//        pipe), and where the ops run the plain sparse kernel, its variants "p1" / "p2" (1 or 2
+//        of 8 exponentials on the FMA pipe); needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -122,6 +123,11 @@ cudaError_t launch_search_var(const AttnParams& p) {
   return err != cudaSuccess ? err : launch_score_var<D, BS, kSBuffers, kPoly>(p);
 }
 
+// The sparse kernel with kPoly of every 8 exponentials on the FMA pipe (rows "sm90 p1" / "p2"),
+// where the ops run flash_sm90_kernel itself (all but D 128 block 64, which takes the wide variant).
+template <int D, int BS, int kPoly>
+cudaError_t launch_sm90_poly(const AttnParams& p) { return sm90::run_flash<Elem, D, BS, false, kPoly>(p, nullptr); }
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -231,13 +237,14 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[11]) {
+void kernels(Launch (&k)[13]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_var<D, BS, 2, 0>, k[6] = launch_score_var<D, BS, 2, 0>;
   k[7] = launch_search_var<D, BS, 3, 0>, k[8] = launch_score_var<D, BS, 3, 0>;
   k[9] = launch_search_var<D, BS, 3, 2>, k[10] = launch_score_var<D, BS, 3, 2>;
+  if constexpr (D == 64 || BS == 128) k[11] = launch_sm90_poly<D, BS, 1>, k[12] = launch_sm90_poly<D, BS, 2>;
 }
 
 int main(int argc, char** argv) {
@@ -245,7 +252,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[11] = {};
+  Launch k[13] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -346,6 +353,17 @@ int main(int argc, char** argv) {
                     "(%.2fx portable, %.2fx sm90)\n", D, BS, N, H, density, keep, msw, flops / msw * 1e-9, errw,
                     ms / msw, ms90 / msw);
         if (!(errw < 2e-2)) status = 1;
+      }
+      for (int v = 11; v < 13; ++v) {
+        if (!k[v]) continue;
+        CHECK(cudaMemset(o, 0xff, elems * sizeof(Elem)));
+        CHECK(k[v](p));
+        CHECK(cudaDeviceSynchronize());
+        const double errp = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
+        const double msp = time_ms(k[v], p, iters, a, b);
+        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 p%d %.3f ms  %.1f TF/s  max_abs_err %.2e  "
+                    "(%.2fx sm90)\n", D, BS, N, H, density, keep, v - 10, msp, flops / msp * 1e-9, errp, ms90 / msp);
+        if (!(errp < 2e-2)) status = 1;
       }
     }
   }

@@ -41,12 +41,16 @@ namespace adaspa::sm90 {
 using namespace cute;
 
 // kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false>
+// kPoly: of every 8 columns of S, how many take their exponential on the FMA pipe (exp2_poly)
+// instead of the MUFU unit; a lab experiment (the ops run 0).
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, int kPoly_ = 0>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static constexpr bool kDense = kDense_;
+  static constexpr int kPoly = kPoly_;
+  static_assert(0 <= kPoly && kPoly <= 8);
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
@@ -323,7 +327,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         float sum = 0.f;
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c) {
-          S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
+          const float x = S(r, c) * scale_log2 - offset;
+          S(r, c) = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
           sum += S(r, c);
         }
         row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
@@ -485,9 +490,9 @@ cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParam
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, int kPoly = 0>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense>;
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kPoly>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
