@@ -36,7 +36,10 @@ def main():
         if has["sparse_attn"]:
             A.sparse_attn(q, k, v, idx, bs)
             out = torch.empty(1, nq, 2, d, device="cuda", dtype=DT[dt]).transpose(1, 2)  # rows of a [B, N, H, D] buffer
+            # the hopper kernel also with its tiles in the planned longest-first order (tile_order.h)
+            os.environ["ADASPA_TILE_ORDER"] = "always"
             A.sparse_attn_out(q, k, v, idx, out, bs)
+            del os.environ["ADASPA_TILE_ORDER"]
         if has["attn_search"]:
             _, lse, s = A.attn_search(q, k, v, bs)
             A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import adaspa_ext as A
 from adaspa_ext import reference as R
-from conftest import DEVICES, op_params, require_kernels, use_path
+from conftest import DEVICES, DTYPE_OF, op_params, require_kernels, use_path
 from util import (assert_topk_by_threshold, assert_within_torch_error, check_lse, floor_for, make_qkv, poison,
                   random_idx, token_mask_from_idx, torch_same_precision_attention)
 
@@ -131,6 +131,72 @@ def test_sparse_attn_growing_logits(device, bs, density):
         assert_within_torch_error(out, ref_out, F.scaled_dot_product_attention(q, k, v), floor_for(q.dtype),
                                   "search out, growing logits")
         check_lse(lse, ref_lse, "search lse, growing logits")
+
+
+def _hopper_sparse_tuples():
+    from adaspa_ext import ops
+    return [pytest.param(DTYPE_OF[dt], d, bs, marks=pytest.mark.gpu, id=f"{dt}-d{d}-bs{bs}")
+            for path, dt, d, bs in ops.compiled_tuples("sparse_attn") if path == "hopper" and dt == "bf16"]
+
+
+def _plan_kernels_ran(fn):
+    """Whether fn launched the tile-order planning kernels (tile_order.h), by the profiler's names."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return any("tile_bins_kernel" in e.key for e in prof.key_averages())
+
+
+@pytest.mark.parametrize("dtype,d,bs", _hopper_sparse_tuples())
+def test_tile_order_changes_nothing_but_the_order(dtype, d, bs, monkeypatch):
+    """The hopper sparse kernel taking its tiles longest row first (ADASPA_TILE_ORDER) computes
+    bit-for-bit what it computes in launch order, on rows of very different lengths (tiers per
+    head, full rows, empty rows, -1 / duplicate / out-of-range entries), B > 1 and Nq != Nk; the
+    planning kernels run exactly when asked for (auto: a grid of >= 4 CTAs per SM; unset: never)."""
+    use_path(monkeypatch, "hopper")
+    dt = dtype
+    g = torch.Generator().manual_seed(7)
+    b, h, nq, nk = 2, 3, 1000 + bs // 2, 1301
+    mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
+    q, k, v = make_qkv(b, h, nq, nk, d, dt, "cuda")
+    idx = torch.full((b, h, mq, mk + 3), -1, dtype=torch.int32)
+    for hh in range(h):  # per-head lengths 1x / 2x / 3x, a full row per head, an empty one
+        base = random_idx(b, 1, mq, mk, mk, density=0.15 * (hh + 1), generator=g)
+        idx[:, hh:hh + 1, :, :mk] = base
+    idx[:, :, 2, :mk] = torch.arange(mk, dtype=torch.int32)
+    idx[:, :, 4] = -1
+    idx[0, 1, 5, :4] = torch.tensor([3, 3, mk + 5, 1], dtype=torch.int32)  # duplicate, out of range, descending
+    idx = idx.cuda()
+    outs = {}
+    for mode in ("never", "always"):
+        monkeypatch.setenv("ADASPA_TILE_ORDER", mode)
+        out = torch.full_like(q, float("nan"))
+        assert _plan_kernels_ran(lambda: A.sparse_attn_out(q, k, v, idx, out, bs)) == (mode == "always")
+        outs[mode] = out
+    assert torch.equal(outs["always"], outs["never"])
+    monkeypatch.delenv("ADASPA_TILE_ORDER")  # the default: launch order
+    assert not _plan_kernels_ran(lambda: A.sparse_attn_out(q, k, v, idx, out, bs))
+    want, _ = R.sparse_attn_ref(q, k, v, idx, bs)
+    yard = torch_same_precision_attention(q, k, v, token_mask_from_idx(idx, nq, nk, bs), d ** -0.5)
+    assert_within_torch_error(outs["always"], want, yard, floor_for(dt), f"tile order d={d} bs={bs}")
+    # auto: planned for a grid of >= 4 CTAs per SM, not below
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    monkeypatch.setenv("ADASPA_TILE_ORDER", "auto")
+    for rows_per_sm, planned in ((1, False), (4, True)):
+        mq2 = math.ceil(rows_per_sm * sms / (b * h))
+        q2, k2, v2 = make_qkv(b, h, mq2 * bs, mk * bs, d, dt, "cuda")
+        idx2 = random_idx(b, h, mq2, mk, 6, density=None, device="cuda", generator=g)
+        out2 = torch.empty_like(q2)
+        assert _plan_kernels_ran(lambda: A.sparse_attn_out(q2, k2, v2, idx2, out2, bs)) == planned, rows_per_sm
+        monkeypatch.setenv("ADASPA_TILE_ORDER", "never")
+        ref2 = torch.empty_like(q2)
+        A.sparse_attn_out(q2, k2, v2, idx2, ref2, bs)
+        monkeypatch.setenv("ADASPA_TILE_ORDER", "auto")
+        assert torch.equal(out2, ref2)
+    monkeypatch.setenv("ADASPA_TILE_ORDER", "sometimes")
+    with pytest.raises(ValueError, match="ADASPA_TILE_ORDER must be never, auto or always"):
+        A.sparse_attn(q, k, v, idx, bs)
 
 
 @pytest.mark.parametrize("device,path,dtype,d,bs",

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "adaspa/attention_api.h"
+#include "adaspa/tile_order.h"
 #include "adaspa/tile_scheduler.h"
 #include "checks.h"
 #include "cuda/cuda_common.h"
@@ -126,9 +127,30 @@ KernelPath find_kernels(const OpKernels& ops, const Tuple& t, int device, Kernel
   return path;
 }
 
+// The portable kernels' grid is (tiles, heads, batch), the hopper kernels' one-dimensional over
+// every (tile, head, batch entry) (tile_scheduler.h): the limits of both, whichever path runs.
 void check_grid(const char* op, const AttnShape& s) {
   ADASPA_CHECK_VALUE(s.heads <= kMaxGridYZ && s.batch <= kMaxGridYZ, "adaspa.", op, ": at most ", kMaxGridYZ,
                     " heads and ", kMaxGridYZ, " batch entries per call, got H=", s.heads, " B=", s.batch);
+  const int64_t tiles = s.batch * s.heads * s.mq;
+  ADASPA_CHECK_VALUE(linear_grid_fits(tiles), "adaspa.", op, ": B * H * ceil(Nq / block_size) must be < 2^31, got ",
+                    tiles);
+}
+
+// ADASPA_TILE_ORDER (read at every call, for A / B benchmarks): whether the hopper sparse kernel
+// takes its tiles longest idx row first (tile_order.h). never (default: the stable order is not
+// yet measured faster, NOTES.md); auto: when the grid is at least kOrderMinCtasPerSm CTAs per SM
+// (below that nearly every CTA starts at once and the order has nothing to balance); always.
+constexpr int64_t kOrderMinCtasPerSm = 4;
+bool want_tile_order(int64_t tiles, int device) {
+  const char* env = std::getenv("ADASPA_TILE_ORDER");
+  const std::string v = env ? env : "";
+  if (v == "always") return true;
+  if (v.empty() || v == "never") return false;
+  ADASPA_CHECK_VALUE(v == "auto", "ADASPA_TILE_ORDER must be never, auto or always, got '", v, "'");
+  int sms = 0;
+  check_launch(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "sparse_attn");
+  return tiles >= kOrderMinCtasPerSm * sms;
 }
 
 bool empty_grid(const AttnShape& s) { return s.batch == 0 || s.heads == 0 || s.mq == 0; }
@@ -136,7 +158,15 @@ bool empty_grid(const AttnShape& s) { return s.batch == 0 || s.heads == 0 || s.m
 void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParams& p) {
   KernelLauncher fns[2] = {nullptr, nullptr};
   const int device = tapi::device_index(q);
-  find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), device, fns);
+  const KernelPath path = find_kernels(ops, tuple_of(q, s.head_dim, s.block_size), device, fns);
+  // Scratch for the sparse kernel's tile order. Freed on return: the caching allocator hands the
+  // memory out again only to work queued on this stream after these kernels.
+  Tensor order_ws;
+  const int64_t tiles = s.batch * s.heads * s.mq;
+  if (&ops == &kSparseAttn && path == KernelPath::kHopper && p.kmax > 0 && want_tile_order(tiles, device)) {
+    order_ws = tapi::new_empty(q, {tile_order_ints(p)}, kInt);
+    p.order_ws = order_ws.mutable_data_ptr<int32_t>();
+  }
   const cudaStream_t stream = tapi::current_cuda_stream(device);
   for (int i = 0; i < ops.n; ++i) check_launch(fns[i](p, stream), ops.op);
 }

@@ -34,6 +34,8 @@
 #include "adaspa/block_list.h"
 #include "adaspa/params.h"
 #include "adaspa/softmax.h"
+#include "adaspa/tile_order.h"
+#include "adaspa/tile_scheduler.h"
 #include "adaspa/utils.h"
 
 namespace adaspa::sm90 {
@@ -204,7 +206,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const AttnParams& p = prm.p;
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const CtaTile cta = linear_cta_tile<kBlockM>(p);
+  const int m_block = cta.m_block, h = cta.h, b = cta.b;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
 
@@ -478,14 +481,25 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
 }
 
-// Launch one CTA per T::kBlockM query rows, head and batch entry, with T's dynamic shared memory.
+// Launch one CTA per T::kBlockM query rows, head and batch entry (a one-dimensional grid over
+// linear tile ids, tile_scheduler.h), with T's dynamic shared memory.
 template <typename T, typename Kernel, typename Params>
 cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream) {
+  const int64_t tiles = linear_tiles<T::kBlockM>(p);
+  if (!linear_grid_fits(tiles)) return cudaErrorInvalidConfiguration;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
-  const dim3 grid((p.nq + T::kBlockM - 1) / T::kBlockM, p.heads, p.batch);
-  kernel<<<grid, T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  kernel<<<static_cast<unsigned>(tiles), T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
+}
+
+// The sparse kernels' tiles are the idx rows (one query block per CTA); given scratch, plan the
+// longest-first order (tile_order.h) into p before the launch.
+template <typename T>
+cudaError_t plan_sparse_tiles(AttnParams& p, cudaStream_t stream) {
+  static_assert(T::kBlockM == T::kBlockSize, "one idx row per CTA");
+  p.tile_order = nullptr;
+  return p.order_ws && p.kmax > 0 ? plan_tile_order(p, stream) : cudaSuccess;
 }
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
@@ -496,6 +510,12 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
+  if constexpr (kDense) {
+    prm.p.tile_order = nullptr;
+  } else {
+    const cudaError_t err = plan_sparse_tiles<T>(prm.p, stream);
+    if (err != cudaSuccess) return err;
+  }
   prm.scale_log2 = p.scale * kLog2e;
   prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride,
                                                           p.q_batch_stride, typename T::SmemLayoutQ{});

@@ -132,7 +132,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const AttnParams& p = prm.p;
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const CtaTile cta = linear_cta_tile<kBlockM>(p);
+  const int m_block = cta.m_block, h = cta.h, b = cta.b;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
 
@@ -339,6 +340,8 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
+  const cudaError_t err = plan_sparse_tiles<T>(prm.p, stream);
+  if (err != cudaSuccess) return err;
   prm.scale_log2 = p.scale * kLog2e;
   prm.tma_q = make_tma_rows<Element, kHeadDim, 64>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride,
                                                    typename T::SmemLayoutQ{});

@@ -44,6 +44,12 @@ struct AttnParams {
   int mq, mk;    // query / key blocks: ceil(n / block_size)
   int kmax;      // entries per idx row (kFlashSparse)
   float scale;   // softmax scale applied to q . k
+
+  // Hopper-path kFlashSparse only (tile_order.h): scratch of tile_order_ints int32 for the longest-
+  // list-first order, or null (tiles in launch order); tile_order is set by the launcher once the
+  // order is planned: CTA i computes tile tile_order[i].
+  int32_t* order_ws;
+  const int32_t* tile_order;
 };
 
 // Top-k block selection over scores (select_blocks).

@@ -108,7 +108,8 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const AttnParams& p = prm.p;
-  const int m_tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const CtaTile cta = linear_cta_tile<kBlockM>(p);
+  const int m_tile = cta.m_block, h = cta.h, b = cta.b;
   const int64_t bh = int64_t(b) * p.heads + h;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
@@ -348,6 +349,7 @@ cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
+  prm.p.tile_order = nullptr;
   prm.scale_log2 = p.scale * kLog2e;
   prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride,
                                                           p.q_batch_stride, typename T::SmemLayoutQ{});

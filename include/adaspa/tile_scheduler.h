@@ -1,6 +1,9 @@
-// Which tile a CTA computes: one CTA per (query tile of kBlockM rows, head, batch entry), in
-// blockIdx (x, y, z) order, so the query tiles of one head run as neighbours and read the same
-// K / V while it is in L2. Shared by every kernel and by the host-side limit check.
+// Which tile a CTA computes: one CTA per (query tile of kBlockM rows, head, batch entry), so the
+// query tiles of one head run as neighbours and read the same K / V while it is in L2.
+//   portable kernels: a (x, y, z) = (tile, head, batch) grid;
+//   hopper kernels: a one-dimensional grid over linear tile ids (b * heads + h) * tiles + m, the
+//   same launch order, and for the sparse kernel optionally a planned order (tile_order.h: CTA i
+//   takes tile p.tile_order[i], longest idx row first).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -22,9 +25,25 @@ struct CtaTile {
   int h, b;
 };
 
+// Hopper kernels: tiles of one launch, the one-dimensional grid's size (<= INT32_MAX, checked by
+// the bindings through linear_grid_fits).
+template <int kBlockM>
+inline int64_t linear_tiles(const AttnParams& p) {
+  return int64_t((p.nq + kBlockM - 1) / kBlockM) * p.heads * p.batch;
+}
+inline bool linear_grid_fits(int64_t tiles) { return tiles <= 0x7fffffff; }
+
 #ifdef __CUDACC__
 __device__ __forceinline__ CtaTile cta_tile() {
   return {static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
+}
+
+template <int kBlockM>
+__device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p) {
+  const int tiles = (p.nq + kBlockM - 1) / kBlockM;
+  const int t = p.tile_order ? __ldg(p.tile_order + blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int hb = t / tiles;
+  return {t - hb * tiles, hb % p.heads, hb / p.heads};
 }
 #endif
 
