@@ -138,9 +138,10 @@ void check_grid(const char* op, const AttnShape& s) {
 }
 
 // ADASPA_TILE_ORDER (read at every call, for A / B benchmarks): whether the hopper sparse kernel
-// takes its tiles longest idx row first (tile_order.h). never (default: the stable order is not
-// yet measured faster, NOTES.md); auto: when the grid is at least kOrderMinCtasPerSm CTAs per SM
-// (below that nearly every CTA starts at once and the order has nothing to balance); always.
+// takes its tiles longest idx row first (tile_order.h). never (default: the order measured no
+// faster than launch order on an H200, NOTES.md); auto: when the grid is at least
+// kOrderMinCtasPerSm CTAs per SM (below that nearly every CTA starts at once and the order has
+// nothing to balance); always.
 constexpr int64_t kOrderMinCtasPerSm = 4;
 bool want_tile_order(int64_t tiles, int device) {
   const char* env = std::getenv("ADASPA_TILE_ORDER");
