@@ -148,14 +148,13 @@ def _plan_kernels_ran(fn):
     return any("tile_bins_kernel" in e.key for e in prof.key_averages())
 
 
-@pytest.mark.parametrize("dtype,d,bs", _hopper_sparse_tuples())
-def test_tile_order_changes_nothing_but_the_order(dtype, d, bs, monkeypatch):
+@pytest.mark.parametrize("dt,d,bs", _hopper_sparse_tuples())
+def test_tile_order_changes_nothing_but_the_order(dt, d, bs, monkeypatch):
     """The hopper sparse kernel taking its tiles longest row first (ADASPA_TILE_ORDER) computes
     bit-for-bit what it computes in launch order, on rows of very different lengths (tiers per
     head, full rows, empty rows, -1 / duplicate / out-of-range entries), B > 1 and Nq != Nk; the
     planning kernels run exactly when asked for (auto: a grid of >= 4 CTAs per SM; unset: never)."""
     use_path(monkeypatch, "hopper")
-    dt = dtype
     g = torch.Generator().manual_seed(7)
     b, h, nq, nk = 2, 3, 1000 + bs // 2, 1301
     mq, mk = math.ceil(nq / bs), math.ceil(nk / bs)
