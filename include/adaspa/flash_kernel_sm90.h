@@ -43,16 +43,16 @@ namespace adaspa::sm90 {
 using namespace cute;
 
 // kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
-// kPoly: of every 8 columns of S, how many take their exponential on the FMA pipe (exp2_poly)
-// instead of the MUFU unit; a lab experiment (the ops run 0).
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, int kPoly_ = 0>
+// kLazyRescale: the softmax of the portable kernels (softmax.h, online_softmax_update): the
+// running max and O move only when some row's max grows by more than 2^8, so most tiles skip the
+// rescale of O and the quad reductions of the max; a lab experiment (the ops run false).
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static constexpr bool kDense = kDense_;
-  static constexpr int kPoly = kPoly_;
-  static_assert(0 <= kPoly && kPoly <= 8);
+  static constexpr bool kLazyRescale = kLazyRescale_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
@@ -308,7 +308,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     const int last_cols = p.nk - (ntiles - 1) * kBlockN;
 
     // Online softmax of the S tile of block blk, on exp2: row_max is the running maximum of the raw
-    // logits, correction the factor O and row_sum take for the new maximum.
+    // logits, correction the factor O and row_sum take for the new maximum (kLazyRescale: the
+    // shared online_softmax_update, which rescales O itself).
     auto softmax = [&](int blk) {
       if (blk == ntiles - 1 && last_cols < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
@@ -318,23 +319,26 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) {
-        float mx = row_max[r];
+      if constexpr (T::kLazyRescale) {
+        online_softmax_update(row_max, row_sum, S, O, scale_log2);
+      } else {
         CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-        mx = quad_max(mx);
-        correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
-        row_max[r] = mx;
-        const float offset = mx * scale_log2;
-        float sum = 0.f;
-        CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(S); ++c) {
-          const float x = S(r, c) * scale_log2 - offset;
-          S(r, c) = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
-          sum += S(r, c);
+        for (int r = 0; r < kRows; ++r) {
+          float mx = row_max[r];
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+          mx = quad_max(mx);
+          correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
+          row_max[r] = mx;
+          const float offset = mx * scale_log2;
+          float sum = 0.f;
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(S); ++c) {
+            S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
+            sum += S(r, c);
+          }
+          row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
         }
-        row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
       }
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
@@ -349,10 +353,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
 
     auto rescale_o = [&]() {
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) {
+      if constexpr (!T::kLazyRescale) {  // kLazyRescale: done in the softmax
         CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+        for (int r = 0; r < kRows; ++r) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+        }
       }
     };
     // Every consumer warp walks the list itself (the producer does too), so no block index passes
@@ -504,9 +510,9 @@ cudaError_t plan_sparse_tiles(AttnParams& p, cudaStream_t stream) {
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, int kPoly = 0>
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kPoly>;
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;

@@ -56,10 +56,12 @@
 
 namespace adaspa::sm90 {
 
-template <typename Element_, int kHeadDim_>
+// kLazyRescale: as in FlashSparseTraits (the shared online_softmax_update); a lab experiment.
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
+  static constexpr bool kLazyRescale = kLazyRescale_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   // The 64-wide block-64 kernel's traits: the Q tile, its TMA and the gmem tensor types are the same.
   using Base = FlashSparseTraits<Element, kHeadDim, 64>;
@@ -243,22 +245,26 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) {
-        float mx = row_max[r];
+      if constexpr (T::kLazyRescale) {
+        online_softmax_update(row_max, row_sum, S, O, scale_log2);
+      } else {
         CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-        mx = quad_max(mx);
-        correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
-        row_max[r] = mx;
-        const float offset = mx * scale_log2;
-        float sum = 0.f;
-        CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(S); ++c) {
-          S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
-          sum += S(r, c);
+        for (int r = 0; r < kRows; ++r) {
+          float mx = row_max[r];
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+          mx = quad_max(mx);
+          correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
+          row_max[r] = mx;
+          const float offset = mx * scale_log2;
+          float sum = 0.f;
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(S); ++c) {
+            S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
+            sum += S(r, c);
+          }
+          row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
         }
-        row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
       }
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
@@ -272,10 +278,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       if (lane == 0) ClusterBarrier::arrive(bar);
     };
     auto rescale_o = [&]() {
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) {
+      if constexpr (!T::kLazyRescale) {  // kLazyRescale: done in the softmax
         CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+        for (int r = 0; r < kRows; ++r) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+        }
       }
     };
 
@@ -333,10 +341,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 }
 
 // Same interface as run_flash (block 64 only).
-template <typename Element, int kHeadDim, int kBlockSize>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   static_assert(kBlockSize == 64, "the wide-tile kernel pairs 64-row blocks");
-  using T = FlashWideTraits<Element, kHeadDim>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
