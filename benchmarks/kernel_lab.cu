@@ -7,10 +7,9 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores, and their score
-//        kernel variants "s3" (three S tiles) and "s3p2" (plus 2 of 8 exponentials on the FMA
-//        pipe) and "lr" (the dense pass rescaling O lazily); the sparse kernel the op runs with
-//        lazy rescaling of O, row "sm90 lr"; needs a 90a build)
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores, and attn_search
+//        with its dense pass rescaling O lazily ("lr"); the sparse kernel the op runs with lazy
+//        rescaling of O, row "sm90 lr"; needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -112,15 +111,13 @@ cudaError_t launch_search(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
-// The hopper path's block_scores and attn_search (dense flash, then the score kernel), with the
-// score kernel's variants (ScoreTraits): kSBuffers S tiles per consumer, kPoly of every 8
-// exponentials on the FMA pipe; <2, 0> is the kernel the ops run.
-template <int D, int BS, int kSBuffers, int kPoly>
-cudaError_t launch_score_var(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kSBuffers, kPoly>(p, nullptr); }
-template <int D, int BS, int kSBuffers, int kPoly>
-cudaError_t launch_search_var(const AttnParams& p) {
+// The hopper path's block_scores and attn_search (dense flash, then the score kernel).
+template <int D, int BS>
+cudaError_t launch_score_sm90(const AttnParams& p) { return sm90::run_score<Elem, D, BS>(p, nullptr); }
+template <int D, int BS>
+cudaError_t launch_search_sm90(const AttnParams& p) {
   const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
-  return err != cudaSuccess ? err : launch_score_var<D, BS, kSBuffers, kPoly>(p);
+  return err != cudaSuccess ? err : launch_score_sm90<D, BS>(p);
 }
 
 // The sparse kernel the op runs, rescaling O lazily (row "sm90 lr": kLazyRescale, the portable
@@ -134,7 +131,7 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_search_lazy(const AttnParams& p) {
   const cudaError_t err = sm90::run_flash<Elem, D, BS, true, true>(p, nullptr);
-  return err != cudaSuccess ? err : launch_score_var<D, BS, 2, 0>(p);
+  return err != cudaSuccess ? err : launch_score_sm90<D, BS>(p);
 }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
@@ -246,14 +243,12 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[13]) {
+void kernels(Launch (&k)[9]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
-  k[5] = launch_search_var<D, BS, 2, 0>, k[6] = launch_score_var<D, BS, 2, 0>;
-  k[7] = launch_search_var<D, BS, 3, 0>, k[8] = launch_score_var<D, BS, 3, 0>;
-  k[9] = launch_search_var<D, BS, 3, 2>, k[10] = launch_score_var<D, BS, 3, 2>;
-  k[11] = launch_sm90_lazy<D, BS>, k[12] = launch_search_lazy<D, BS>;
+  k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
+  k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -261,7 +256,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[13] = {};
+  Launch k[9] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -365,10 +360,10 @@ int main(int argc, char** argv) {
       }
       {  // the op's kernel with lazy rescaling: vs the op's kernel (sm90w at D 128 block 64, else sm90)
         CHECK(cudaMemset(o, 0xff, elems * sizeof(Elem)));
-        CHECK(k[11](p));
+        CHECK(k[7](p));
         CHECK(cudaDeviceSynchronize());
         const double errl = check_rows(p, D, BS, hidx, rng, hq, hk, hv);
-        const double msl = time_ms(k[11], p, iters, a, b);
+        const double msl = time_ms(k[7], p, iters, a, b);
         const double ms_op = D == 128 && BS == 64 ? time_ms(k[4] ? k[4] : k[3], p, iters, a, b) : ms90;
         std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 lr %.3f ms  %.1f TF/s  max_abs_err %.2e  "
                     "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, msl, flops / msl * 1e-9, errl, ms_op / msl);
@@ -379,11 +374,10 @@ int main(int argc, char** argv) {
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    // s3: three S tiles per score consumer; p2: 2 of every 8 exponentials on the FMA pipe
     // lr: the dense pass rescales O lazily (its score pass is sm90's)
-    const char* names[5] = {"portable", "sm90", "sm90 s3", "sm90 s3p2", "sm90 lr"};
-    const Launch searches[5] = {k[1], k[5], k[7], k[9], k[12]}, score_fns[5] = {k[2], k[6], k[8], k[10], k[6]};
-    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
+    const char* names[3] = {"portable", "sm90", "sm90 lr"};
+    const Launch searches[3] = {k[1], k[5], k[8]}, score_fns[3] = {k[2], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned

@@ -2,8 +2,8 @@
 # Nsight Compute profile of the sm_90a kernels in a kernel_lab binary (built here by kernel_lab.sh
 # for 90a, carried to the device): first a plain timed run of the shape (no profiler), then one
 # launch of each kernel under ncu: the block-64 sparse kernel (wide key tiles), the block-128
-# sparse kernel, attn_search's dense flash launch, the score kernel (two and three S tiles, three
-# with a share of FMA-pipe exponentials), and at head dim 64 the block-64 and block-128 sparse
+# sparse kernel, attn_search's dense flash launch, the score kernel, the block-128 sparse kernel
+# with lazy rescaling of O (D 128 and D 64), and at head dim 64 the block-64 and block-128 sparse
 # kernels. Writes one text file per kernel (eight: the device tool brings back at most eight
 # files), $OUT/lab_profile_NAME.txt: ncu's log, its details page and its raw page (the .ncu-rep
 # stays in /tmp); prints the headline lines.
@@ -15,8 +15,8 @@ mkdir -p "$OUT"
 export LAB_HOPPER=1 LAB_GAUSS=1
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-# correctness first, on lengths whose tile counts (1, 8, 33 key tiles of 128) take every tail of
-# the three-S-tile score loop; the search rows check scores against a float64 reference
+# correctness first, on lengths whose tile counts (1, 8, 33 key tiles of 128) take both tails of
+# the score loop; the search rows check scores against a float64 reference
 for cfg in "128 64" "64 128"; do
   for len in 64 1000 4097; do
     LAB_SEARCH=1 timeout 30 "$bin" $cfg $len 2 1 0.5 > /tmp/lab_check.txt 2>&1 \
@@ -47,10 +47,10 @@ prof wide64 flash_wide_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 prof sparse128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
 LAB_SEARCH=1 prof score score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 LAB_SEARCH=1 prof dense flash_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
-# the three-S-tile score kernel: after the two-tile kernel's 9 launches (search 4, score 4, check 1)
-LAB_SEARCH=1 SKIP=12 prof score3 score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
-# three S tiles and 2 of 8 exponentials on the FMA pipe: after the 18 launches of the two before
-LAB_SEARCH=1 SKIP=21 prof score3p2 score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
+# the lazily rescaling sparse kernel (row "sm90 lr") at block 128, D 128 and D 64: after the
+# plain kernel's 5 launches (check 1, warm-up 3, timed 1)
+SKIP=8 prof lr128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
+SKIP=8 prof lrd64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"
 # head dim 64 (twice the heads): the sparse kernels at block 64 (64-wide tiles) and 128
 prof d64bs64 flash_sm90_kernel 64 64 "$n" $((2 * h)) 1 "$dens"
 prof d64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"

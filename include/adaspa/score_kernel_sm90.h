@@ -33,7 +33,7 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kSBuffers_ = 2, int kPoly_ = 0>
+template <typename Element_, int kHeadDim_, int kBlockSize_>
 struct ScoreTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -49,15 +49,9 @@ struct ScoreTraits {
   // (a TMA warp and the writer warp working) hands registers over, as in the flash kernel.
   static constexpr int kProducerThreads = 128;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  // S tiles per consumer: 2 = one reduced while the next is in the tensor cores; 3 = two queued
-  // behind the one being reduced (192 registers of accumulators), so that the tensor cores do not
-  // wait for a warpgroup whose exponentials ran late (an experiment: the kernel lab builds both).
-  static constexpr int kSBuffers = kSBuffers_;
-  static_assert(kSBuffers == 2 || kSBuffers == 3, "two or three S tiles");
-  // Of every 8 columns, how many take their exponential on the FMA pipe (exp2_poly) instead of
-  // MUFU: a lab experiment too (with two S tiles, 2 and 3 measured slower; NOTES.md).
-  static constexpr int kPoly = kPoly_;
-  static_assert(0 <= kPoly && kPoly <= 8);
+  // Two S tiles per consumer: one reduced while the next is in the tensor cores. Three (two queued
+  // behind the one being reduced) and a share of the exponentials on the FMA pipe measured slower
+  // on an H200 (NOTES.md, 2026-12-02).
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
   static constexpr int kStages = 4, kSlots = 4;
@@ -189,7 +183,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     Tensor tSrK = thr.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage)
     Tensor tSrS0 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor tSrS1 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    Tensor tSrS2 = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});  // kSBuffers 3 only
     Tensor tScS = thr.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
     Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kRows = decltype(size<0>(Sc))::value;  // 2
@@ -222,7 +215,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
           const float x = S(r, c) * scale_log2 - lse_log2[r];
-          const float e = c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
+          const float e = exp2_approx(x);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -264,56 +257,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         finish(tSrS, t, std::false_type{});
       }
     };
-    if constexpr (T::kSBuffers == 3) {
-      const bool partial_last = last_cols < kBlockN;
-      // Three S tiles rotate; unrolled by three so that each issue names its accumulator.
-      // Invariant at the loop head: tiles t and t + 1 in flight in S0 and S1.
-      issue(tSrS0, 0);
-      if (ntiles == 1) {
-        warpgroup_wait<0>();
-        finish_last(tSrS0, 0, partial_last);
-        return;
-      }
-      issue(tSrS1, 1);
-      int t = 0;
-      for (; t + 4 < ntiles; t += 3) {
-        issue(tSrS2, t + 2);
-        warpgroup_wait<2>();
-        finish(tSrS0, t, std::false_type{});
-        issue(tSrS0, t + 3);
-        warpgroup_wait<2>();
-        finish(tSrS1, t + 1, std::false_type{});
-        issue(tSrS1, t + 4);
-        warpgroup_wait<2>();
-        finish(tSrS2, t + 2, std::false_type{});
-      }
-      const int left = ntiles - t;  // 2, 3 or 4, tiles t and t + 1 in flight
-      if (left == 2) {
-        warpgroup_wait<1>();
-        finish(tSrS0, t, std::false_type{});
-        warpgroup_wait<0>();
-        finish_last(tSrS1, t + 1, partial_last);
-      } else {
-        issue(tSrS2, t + 2);
-        warpgroup_wait<2>();
-        finish(tSrS0, t, std::false_type{});
-        if (left == 3) {
-          warpgroup_wait<1>();
-          finish(tSrS1, t + 1, std::false_type{});
-          warpgroup_wait<0>();
-          finish_last(tSrS2, t + 2, partial_last);
-        } else {
-          issue(tSrS0, t + 3);
-          warpgroup_wait<2>();
-          finish(tSrS1, t + 1, std::false_type{});
-          warpgroup_wait<1>();
-          finish(tSrS2, t + 2, std::false_type{});
-          warpgroup_wait<0>();
-          finish_last(tSrS0, t + 3, partial_last);
-        }
-      }
-      return;
-    }
     // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
@@ -343,9 +286,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kSBuffers = 2, int kPoly = 0>
+template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kSBuffers, kPoly>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
