@@ -362,7 +362,8 @@ def _source_tree_state():
 @pytest.mark.slow
 def test_hopper_kernels_compile_for_sm90a(tmp_path, monkeypatch):
     """Machines without a Hopper GPU (CI) still compile every hopper tuple for sm_90a, with the
-    extension's nvcc flags, so a compile error in the sm90 kernels fails here and not on the GPU."""
+    extension's nvcc flags, so a compile error in the sm90 kernels fails here and not on the GPU;
+    and no kernel spills registers to local memory (ptxas -v), which would cost speed silently."""
     cuda = cuda_locator.find_cuda_home()
     nvcc = pathlib.Path(cuda or "/nonexistent") / "bin" / "nvcc"
     if not nvcc.is_file():
@@ -382,6 +383,10 @@ def test_hopper_kernels_compile_for_sm90a(tmp_path, monkeypatch):
     flags = [ln.strip() for ln in (ROOT / "csrc" / "nvcc_flags.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     res = subprocess.run([str(nvcc), "-std=c++17", "-O3", *flags, "-gencode", "arch=compute_90a,code=sm_90a",
-                          f"-I{ROOT / 'include'}", f"-I{cutlass}", "-c", str(unit), "-o", str(tmp_path / "h.o")],
-                         capture_output=True, text=True)
+                          "-Xptxas", "-v", f"-I{ROOT / 'include'}", f"-I{cutlass}", "-c", str(unit),
+                          "-o", str(tmp_path / "h.o")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]
+    spills = [ln for ln in res.stderr.splitlines() if "spill" in ln]
+    assert spills, res.stderr[-2000:]  # ptxas reported on the kernels
+    assert all(" 0 bytes spill stores, 0 bytes spill loads" in ln for ln in spills), \
+        "\n".join(ln for ln in spills if " 0 bytes spill stores, 0 bytes spill loads" not in ln)
