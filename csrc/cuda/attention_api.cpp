@@ -163,8 +163,7 @@ void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParam
   // Scratch for the sparse kernel's tile order. Freed on return: the caching allocator hands the
   // memory out again only to work queued on this stream after these kernels.
   Tensor order_ws;
-  const int64_t tiles = s.batch * s.heads * s.mq;
-  if (&ops == &kSparseAttn && path == KernelPath::kHopper && p.kmax > 0 && want_tile_order(tiles, device)) {
+  if (&ops == &kSparseAttn && path == KernelPath::kHopper && p.kmax > 0 && want_tile_order(tile_rows(p), device)) {
     order_ws = tapi::new_empty(q, {tile_order_ints(p)}, kInt);
     p.order_ws = order_ws.mutable_data_ptr<int32_t>();
   }

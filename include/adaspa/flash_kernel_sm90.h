@@ -139,6 +139,50 @@ __device__ __forceinline__ auto acc_as_operand_a(Layout l) {
                      coalesce(make_layout(get<0, 1>(split), get<2>(l))));
 }
 
+// Online softmax of one S tile on the (row, col) views of the accumulators, on exp2: S -> P in
+// place, row_max the running maximum of the raw logits, row_sum this thread's columns (the quad
+// sums them at the end). Eager (the ops): the maximum moves every tile and `correction` keeps the
+// factor rescale_tile applies to O once the P V in flight is done. kLazy: the portable kernels'
+// online_softmax_update (softmax.h), which moves the maximum only on a large growth and rescales O
+// itself. Shared by the flash and the wide kernel.
+template <bool kLazy, int kRows, typename TensorS, typename TensorO>
+__device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
+                                             float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2) {
+  if constexpr (kLazy) {
+    online_softmax_update(row_max, row_sum, S, O, scale_log2);
+  } else {
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float mx = row_max[r];
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+      mx = quad_max(mx);
+      correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
+      row_max[r] = mx;
+      const float offset = mx * scale_log2;
+      float sum = 0.f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c) {
+        S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
+        sum += S(r, c);
+      }
+      row_sum[r] = row_sum[r] * correction[r] + sum;
+    }
+  }
+}
+
+// O *= correction per row after an eager softmax_tile (nothing to do after a lazy one).
+template <bool kLazy, int kRows, typename TensorO>
+__device__ __forceinline__ void rescale_tile(TensorO& O, const float (&correction)[kRows]) {
+  if constexpr (!kLazy) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
+    }
+  }
+}
+
 // Issue one warpgroup GEMM (all k-steps) and commit it as one group; the caller waits.
 template <bool kZeroInit, typename TiledMma, typename TA, typename TB, typename TC>
 __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, TC& c) {
@@ -307,9 +351,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // Columns of the last key block past Nk are masked; every other block is whole.
     const int last_cols = p.nk - (ntiles - 1) * kBlockN;
 
-    // Online softmax of the S tile of block blk, on exp2: row_max is the running maximum of the raw
-    // logits, correction the factor O and row_sum take for the new maximum (kLazyRescale: the
-    // shared online_softmax_update, which rescales O itself).
+    // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first.
     auto softmax = [&](int blk) {
       if (blk == ntiles - 1 && last_cols < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
@@ -319,27 +361,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      if constexpr (T::kLazyRescale) {
-        online_softmax_update(row_max, row_sum, S, O, scale_log2);
-      } else {
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRows; ++r) {
-          float mx = row_max[r];
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-          mx = quad_max(mx);
-          correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
-          row_max[r] = mx;
-          const float offset = mx * scale_log2;
-          float sum = 0.f;
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(S); ++c) {
-            S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
-            sum += S(r, c);
-          }
-          row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
-        }
-      }
+      softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2);
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
     Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
@@ -352,15 +374,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       if (lane == 0) ClusterBarrier::arrive(bar);
     };
 
-    auto rescale_o = [&]() {
-      if constexpr (!T::kLazyRescale) {  // kLazyRescale: done in the softmax
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRows; ++r) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
-        }
-      }
-    };
+    auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
     // Every consumer warp walks the list itself (the producer does too), so no block index passes
     // through shared memory.
     auto list = make_cursor();

@@ -235,7 +235,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     const int last_cols = p.nk - (nblk - 1) * 64;
 
     // Online softmax of a 128-column S tile whose first `valid` columns are keys (the rest: past
-    // Nk in the last block, or the phantom half). Same arithmetic as the 64-wide kernel.
+    // Nk in the last block, or the phantom half), masked first; then softmax_tile, as in the
+    // 64-wide kernel.
     auto softmax = [&](int valid) {
       if (valid < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
@@ -245,27 +246,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      if constexpr (T::kLazyRescale) {
-        online_softmax_update(row_max, row_sum, S, O, scale_log2);
-      } else {
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRows; ++r) {
-          float mx = row_max[r];
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
-          mx = quad_max(mx);
-          correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
-          row_max[r] = mx;
-          const float offset = mx * scale_log2;
-          float sum = 0.f;
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(S); ++c) {
-            S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
-            sum += S(r, c);
-          }
-          row_sum[r] = row_sum[r] * correction[r] + sum;  // this thread's columns; the quad sums at the end
-        }
-      }
+      softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2);
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
     Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
@@ -277,15 +258,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       __syncwarp();
       if (lane == 0) ClusterBarrier::arrive(bar);
     };
-    auto rescale_o = [&]() {
-      if constexpr (!T::kLazyRescale) {  // kLazyRescale: done in the softmax
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRows; ++r) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(O); ++c) O(r, c) *= correction[r];
-        }
-      }
-    };
+    auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
 
     ListCursor list{row};
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);

@@ -214,8 +214,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float x = S(r, c) * scale_log2 - lse_log2[r];
-          const float e = exp2_approx(x);
+          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
