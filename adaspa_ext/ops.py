@@ -29,9 +29,13 @@ __all__ = ["sparse_attn", "sparse_attn_out", "attn_search", "block_scores", "sel
 SUPPORTED_BLOCK_SIZES = (64, 128)
 SUPPORTED_HEAD_DIMS = (64, 128)
 KERNEL_PATHS = ("portable", "hopper")
-# The CUDA kernels each op launches (csrc/cuda/attention_api.cpp, OpKernels): an op runs on a path
-# only when all of them are compiled there.
-_OP_KERNELS = {"sparse_attn": ("flash_sparse",), "attn_search": ("flash_dense", "score"), "block_scores": ("score",)}
+# The CUDA kernels each op launches on each path (csrc/cuda/attention_api.cpp, OpKernels): an op
+# runs on a path only when all of them are compiled there.
+_OP_KERNELS = {
+    "sparse_attn": {"portable": ("flash_sparse",), "hopper": ("flash_sparse",)},
+    "attn_search": {"portable": ("flash_dense", "score"), "hopper": ("flash_search",)},
+    "block_scores": {"portable": ("score",), "hopper": ("score",)},
+}
 
 
 def num_blocks(n: int, block_size: int) -> int:
@@ -103,7 +107,7 @@ def compiled_tuples(op: str) -> list[tuple[str, str, int, int]]:
     hopper ones run also needs a compute capability 9.0 device."""
     have = {tuple(t) for t in _build_config.CUDA_KERNELS}
     out = {(path, dt, d, bs) for _, path, dt, d, bs in have}
-    return sorted(t for t in out if all((k, *t) in have for k in _OP_KERNELS[op]))
+    return sorted(t for t in out if all((k, *t) in have for k in _OP_KERNELS[op][t[0]]))
 
 
 def kernel_path(q: Tensor, block_size: int = 64, op: str = "sparse_attn") -> str:

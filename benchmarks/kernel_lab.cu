@@ -7,9 +7,10 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); with LAB_SEARCH=1 also the sm_90a attn_search and block_scores, and attn_search
-//        with its dense pass rescaling O lazily ("lr"); the sparse kernel the op runs with lazy
-//        rescaling of O, row "sm90 lr"; needs a 90a build)
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the same with
+//        O rescaled lazily "sm90 lr", and the two-pass dense + score kernels "sm90 2p") and
+//        block_scores; the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
+//        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -111,12 +112,15 @@ cudaError_t launch_search(const AttnParams& p) {
 template <int D, int BS>
 cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSparse, DType::kBFloat16, D, BS>(p, nullptr); }
 
-// The hopper path's block_scores and attn_search (dense flash, then the score kernel).
+// The hopper path's block_scores and attn_search (the one-pass kernel the op runs), and the
+// two-pass attn_search it replaced (dense flash, then the score kernel; row "sm90 2p").
 template <int D, int BS>
 cudaError_t launch_score_sm90(const AttnParams& p) { return sm90::run_score<Elem, D, BS>(p, nullptr); }
 template <int D, int BS>
-cudaError_t launch_search_sm90(const AttnParams& p) {
-  const cudaError_t err = run_sm90<Kernel::kFlashDense, DType::kBFloat16, D, BS>(p, nullptr);
+cudaError_t launch_search_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSearch, DType::kBFloat16, D, BS>(p, nullptr); }
+template <int D, int BS>
+cudaError_t launch_search_2pass(const AttnParams& p) {
+  const cudaError_t err = sm90::run_flash<Elem, D, BS, true>(p, nullptr);
   return err != cudaSuccess ? err : launch_score_sm90<D, BS>(p);
 }
 
@@ -127,12 +131,9 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
   if constexpr (D == 128 && BS == 64) return sm90::run_flash_sparse_wide<Elem, D, BS, true>(p, nullptr);
   else return sm90::run_flash<Elem, D, BS, false, true>(p, nullptr);
 }
-// attn_search with the lazily rescaling dense pass (row "sm90 lr" of the search table).
+// The one-pass attn_search rescaling O lazily (row "sm90 lr" of the search table).
 template <int D, int BS>
-cudaError_t launch_search_lazy(const AttnParams& p) {
-  const cudaError_t err = sm90::run_flash<Elem, D, BS, true, true>(p, nullptr);
-  return err != cudaSuccess ? err : launch_score_sm90<D, BS>(p);
-}
+cudaError_t launch_search_lazy(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true>(p, nullptr); }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
@@ -243,12 +244,12 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[9]) {
+void kernels(Launch (&k)[10]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
-  k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>;
+  k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>, k[9] = launch_search_2pass<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -256,7 +257,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[9] = {};
+  Launch k[10] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -299,6 +300,13 @@ int main(int argc, char** argv) {
   p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = D;
   p.batch = 1; p.heads = H; p.nq = N; p.nk = NK; p.mq = M; p.mk = MK;
   p.scale = 1.f / std::sqrt(float(D));
+  {  // the one-pass search's scratch slots and flags, sized as the bindings size them
+    int sms = 0;
+    CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    p.search_nslots = search_nslots(linear_tiles<kSearchRows>(p), sms);
+    CHECK(cudaMalloc(&p.search_ws, search_ws_floats(p, p.search_nslots) * sizeof(float)));
+    CHECK(cudaMalloc(&p.search_slots, p.search_nslots * sizeof(int32_t)));
+  }
   if (NK != N || messy) std::printf("Nq=%d Nk=%d%s\n", N, NK, messy ? ", messy idx rows" : "");
 
   int status = 0;
@@ -370,10 +378,10 @@ int main(int argc, char** argv) {
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    // lr: the dense pass rescales O lazily (its score pass is sm90's)
-    const char* names[3] = {"portable", "sm90", "sm90 lr"};
-    const Launch searches[3] = {k[1], k[5], k[8]}, score_fns[3] = {k[2], k[6], k[6]};
-    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
+    // lr: the one pass with O rescaled lazily; 2p: the dense flash kernel, then the score kernel
+    const char* names[4] = {"portable", "sm90", "sm90 lr", "sm90 2p"};
+    const Launch searches[4] = {k[1], k[5], k[8], k[9]}, score_fns[4] = {k[2], k[6], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned

@@ -42,6 +42,10 @@ def main():
             del os.environ["ADASPA_TILE_ORDER"]
         if has["attn_search"]:
             _, lse, s = A.attn_search(q, k, v, bs)
+            if path == "hopper":  # the one-pass search with one scratch slot: CTAs wait and reuse it
+                os.environ["ADASPA_SEARCH_SLOTS"] = "1"
+                A.attn_search(q, k, v, bs)
+                del os.environ["ADASPA_SEARCH_SLOTS"]
             A.select_blocks(s, torch.tensor([1, mk], dtype=torch.int32, device="cuda"),
                             torch.tensor([True] + [False] * (mk - 1), device="cuda"))
             if has["block_scores"]:

@@ -16,7 +16,8 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TUPLE_FILE = ROOT / "csrc" / "instantiations.txt"
 
-KERNEL = {"flash_sparse": "Kernel::kFlashSparse", "flash_dense": "Kernel::kFlashDense", "score": "Kernel::kScore"}
+KERNEL = {"flash_sparse": "Kernel::kFlashSparse", "flash_dense": "Kernel::kFlashDense", "score": "Kernel::kScore",
+          "flash_search": "Kernel::kFlashSearch"}
 DTYPE = {"fp16": "DType::kFloat16", "bf16": "DType::kBFloat16"}
 # arch column -> (kernel path, registry value, launcher header, launcher template, the target it
 # needs in the arch list or None for any). The portable kernels run on every target; the hopper

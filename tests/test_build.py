@@ -40,7 +40,8 @@ def test_build_config_records_the_build():
     if _build_config.WITH_CUDA:
         assert _build_config.CUDA_ARCHS
         tuples = {tuple(t) for t in _build_config.CUDA_KERNELS}
-        assert {k for k, *_ in tuples} == {"flash_sparse", "flash_dense", "score"}
+        kernels = {"flash_sparse", "flash_dense", "score"}  # portable; a 9.0a build adds flash_search
+        assert {k for k, *_ in tuples} == kernels | ({"flash_search"} if "9.0a" in _build_config.CUDA_ARCHS else set())
         assert {path for _, path, *_ in tuples} <= set(ops.KERNEL_PATHS)
         assert label.startswith("cu" + torch.version.cuda.replace(".", ""))
     else:
@@ -124,7 +125,7 @@ def test_generated_tuples_and_filters(tmp_path, monkeypatch):
     portable = generate_kernels.tuples(["8.0"])
     assert len(portable) == 24 and ("flash_sparse", "sm80", "bf16", 128, 64) in portable
     hopper = set(generate_kernels.tuples(["8.0", "9.0a"])) - set(portable)
-    assert hopper == {(k, "sm90", dt, d, b) for k in ("flash_sparse", "flash_dense", "score")
+    assert hopper == {(k, "sm90", dt, d, b) for k in ("flash_sparse", "flash_search", "score")
                       for dt in ("fp16", "bf16") for d in (64, 128) for b in (64, 128)}
     monkeypatch.setenv("ADASPA_DTYPES", "bf16")
     monkeypatch.setenv("ADASPA_HEAD_DIMS", "128")
@@ -135,7 +136,7 @@ def test_generated_tuples_and_filters(tmp_path, monkeypatch):
                                                       for b in (64, 128)])
     names = sorted(p.name for p in generate_kernels.generate(tmp_path, ["8.0", "9.0a"]))
     assert [n for n in names if "_sm90_" in n] == sorted(f"{k}_sm90_bf16_hd128_bs{b}.cu"
-                                                         for k in ("flash_sparse", "flash_dense", "score")
+                                                         for k in ("flash_sparse", "flash_search", "score")
                                                          for b in (64, 128))
     registry = (tmp_path / "kernel_registry.cu").read_text()
     assert "KernelPath::kPortable, DType::kBFloat16, 128, 64, &run_sm80<Kernel::kFlashSparse, DType::kBFloat16, 128, 64>" in registry
@@ -168,10 +169,11 @@ def test_compiled_tuples_per_op(monkeypatch):
     monkeypatch.setattr(_build_config, "CUDA_KERNELS", [
         ["flash_sparse", "portable", "bf16", 64, 64], ["flash_dense", "portable", "bf16", 64, 64],
         ["score", "portable", "bf16", 64, 64], ["flash_sparse", "hopper", "bf16", 64, 64],
-        ["flash_dense", "hopper", "bf16", 64, 64]])
+        ["flash_search", "hopper", "bf16", 64, 64], ["flash_dense", "hopper", "bf16", 64, 128]])
     assert ops.compiled_tuples("sparse_attn") == [("hopper", "bf16", 64, 64), ("portable", "bf16", 64, 64)]
-    assert ops.compiled_tuples("attn_search") == [("portable", "bf16", 64, 64)]  # no hopper score kernel
-    assert ops.compiled_tuples("block_scores") == [("portable", "bf16", 64, 64)]
+    # the hopper attn_search is flash_search alone; a hopper flash_dense is not an attn_search
+    assert ops.compiled_tuples("attn_search") == [("hopper", "bf16", 64, 64), ("portable", "bf16", 64, 64)]
+    assert ops.compiled_tuples("block_scores") == [("portable", "bf16", 64, 64)]  # no hopper score kernel
 
 
 def test_use_kernel_path_sets_and_restores_the_env(monkeypatch):

@@ -189,3 +189,27 @@ def test_64bit_offsets():
     want = torch.stack([p[:64, :bs].sum(), p[:64, bs:].sum(), p[64:, :bs].sum(), p[64:, bs:].sum()])
     got = torch.stack([scores[0, 0, 0, mk - 2], scores[0, 0, 0, mk - 1], scores[0, 0, 1, mk - 2], scores[0, 0, 1, mk - 1]])
     torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("bs", [64, 128])
+def test_search_scratch_slots_shared_by_waiting_ctas(bs, monkeypatch):
+    """The hopper attn_search keeps each CTA's block lse in a scratch slot it holds while it runs.
+    With one or three slots for 96 CTAs, CTAs wait for each other's slots and reuse them: the
+    result is bit-identical to the default (a slot per SM) and the scores match float64."""
+    require_kernels("cuda", "attn_search", torch.bfloat16, 128, bs, "hopper")
+    use_path(monkeypatch, "hopper")
+    q, k, v = make_qkv(2, 3, 2000, 1500, 128, torch.bfloat16, "cuda")
+    monkeypatch.delenv("ADASPA_SEARCH_SLOTS", raising=False)
+    want = A.attn_search(q, k, v, bs)
+    _, _, ref_scores = R.attn_search_ref(q, k, v, bs)
+    torch.testing.assert_close(want[2].double(), ref_scores, rtol=2e-3, atol=1e-4 * bs)
+    for slots in ("1", "3"):
+        monkeypatch.setenv("ADASPA_SEARCH_SLOTS", slots)
+        poison(((2, 3, 2000, 128), torch.bfloat16), ((2, 3, 2000), torch.float32),
+               ((2, 3, math.ceil(2000 / bs), math.ceil(1500 / bs)), torch.float32), device="cuda")
+        got = A.attn_search(q, k, v, bs)
+        for g, w in zip(got, want):
+            assert torch.equal(g, w), f"{slots} slots"
+    monkeypatch.setenv("ADASPA_SEARCH_SLOTS", "0")
+    with pytest.raises(ValueError, match="ADASPA_SEARCH_SLOTS must be a positive integer"):
+        A.attn_search(q, k, v, bs)

@@ -1,6 +1,7 @@
 // CUDA bindings (host C++, no nvcc) of sparse_attn, attn_search and block_scores: validate, turn tensors into an
 // AttnParams, pick the kernel path, look the op's kernels up in the generated registry, launch them on the
 // current stream. kernel_path answers which path a call would take.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -17,24 +18,32 @@ namespace {
 
 const char* dtype_name(DType d) { return d == DType::kFloat16 ? "float16" : "bfloat16"; }
 const char* kernel_name(Kernel k) {
-  return k == Kernel::kFlashSparse ? "flash_sparse" : k == Kernel::kFlashDense ? "flash_dense" : "score";
+  return k == Kernel::kFlashSparse  ? "flash_sparse"
+         : k == Kernel::kFlashDense ? "flash_dense"
+         : k == Kernel::kScore      ? "score"
+                                    : "flash_search";
 }
 const char* path_name(KernelPath p) { return p == KernelPath::kPortable ? "portable" : "hopper"; }
 
-// The kernels an op launches, in order. attn_search is two launches on the caller's stream, the
-// dense flash kernel (out, lse), then the score kernel reading that lse: one fused launch (flash
-// pass, then score pass in the same CTA) ran its score pass at the flash pass's occupancy (2 CTAs /
-// SM, 230-255 registers) instead of the score kernel's 3. On an H100 the two were within 1 % at
-// D 128, and the fused launch 7-11 % slower at D 64 (1.60-1.68x sparse_attn at density 1, against
-// 1.50-1.52x; NOTES.md, 2026-11-27 session 5).
-struct OpKernels {
-  const char* op;
+// The kernels an op launches on each path, in order. The portable attn_search is two launches on
+// the caller's stream, the dense flash kernel (out, lse), then the score kernel reading that lse:
+// one fused launch (flash pass, then score pass in the same CTA) ran its score pass at the flash
+// pass's occupancy (2 CTAs / SM, 230-255 registers) instead of the score kernel's 3; on an H100
+// the two were within 1 % at D 128, and the fused launch 7-11 % slower at D 64 (NOTES.md,
+// 2026-11-27 session 5). The hopper attn_search is one pass that derives the scores from the
+// dense pass's own row sums (flash_kernel_sm90.h, "One-pass block scores").
+struct KernelList {
   int n;
   Kernel kernels[2];
 };
-constexpr OpKernels kSparseAttn{"sparse_attn", 1, {Kernel::kFlashSparse}};
-constexpr OpKernels kAttnSearch{"attn_search", 2, {Kernel::kFlashDense, Kernel::kScore}};
-constexpr OpKernels kBlockScores{"block_scores", 1, {Kernel::kScore}};
+struct OpKernels {
+  const char* op;
+  KernelList portable, hopper;
+  const KernelList& on(KernelPath path) const { return path == KernelPath::kPortable ? portable : hopper; }
+};
+constexpr OpKernels kSparseAttn{"sparse_attn", {1, {Kernel::kFlashSparse}}, {1, {Kernel::kFlashSparse}}};
+constexpr OpKernels kAttnSearch{"attn_search", {2, {Kernel::kFlashDense, Kernel::kScore}}, {1, {Kernel::kFlashSearch}}};
+constexpr OpKernels kBlockScores{"block_scores", {1, {Kernel::kScore}}, {1, {Kernel::kScore}}};
 
 const OpKernels& op_kernels(std::string_view op) {
   for (const OpKernels* o : {&kSparseAttn, &kAttnSearch, &kBlockScores}) {
@@ -93,12 +102,14 @@ KernelPath choose_path(const OpKernels& ops, const Tuple& t, int device) {
   check_launch(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), ops.op);
   const bool hopper_device = major == 9 && minor == 0;
   bool hopper_compiled = true;
-  for (int i = 0; i < ops.n; ++i) hopper_compiled = hopper_compiled && find_entry(ops.kernels[i], KernelPath::kHopper, t);
+  for (int i = 0; i < ops.hopper.n; ++i)
+    hopper_compiled = hopper_compiled && find_entry(ops.hopper.kernels[i], KernelPath::kHopper, t);
   if (hopper_device && hopper_compiled) return KernelPath::kHopper;
   if (req == PathRequest::kAuto) return KernelPath::kPortable;
   std::string have;
-  for (int i = 0; i < ops.n; ++i)
-    have += detail::msg(i ? ", " : "", kernel_name(ops.kernels[i]), " ", compiled_set(ops.kernels[i], KernelPath::kHopper));
+  for (int i = 0; i < ops.hopper.n; ++i)
+    have += detail::msg(i ? ", " : "", kernel_name(ops.hopper.kernels[i]), " ",
+                        compiled_set(ops.hopper.kernels[i], KernelPath::kHopper));
   ADASPA_CHECK_VALUE(false, "adaspa.", ops.op, ": ADASPA_KERNEL_PATH=hopper, but ",
                     hopper_device ? "" : detail::msg("the device is sm_", major, minor,
                                                      " (the hopper kernels run on compute capability 9.0 only) and "),
@@ -116,11 +127,12 @@ Tuple tuple_of(const Tensor& q, int64_t head_dim, int64_t block_size) {
 // The launchers of an op's kernels on the chosen path, in launch order.
 KernelPath find_kernels(const OpKernels& ops, const Tuple& t, int device, KernelLauncher (&out)[2]) {
   const KernelPath path = choose_path(ops, t, device);
-  for (int i = 0; i < ops.n; ++i) {
-    const KernelEntry* e = find_entry(ops.kernels[i], path, t);
+  const KernelList& list = ops.on(path);
+  for (int i = 0; i < list.n; ++i) {
+    const KernelEntry* e = find_entry(list.kernels[i], path, t);
     ADASPA_CHECK_VALUE(e, "adaspa.", ops.op, ": no CUDA kernel compiled for (dtype, head_dim, block_size) = (",
                       dtype_name(t.dtype), ", ", t.head_dim, ", ", t.block_size, "); this build has ",
-                      compiled_set(ops.kernels[i], path), " (", path_name(path), " ", kernel_name(ops.kernels[i]),
+                      compiled_set(list.kernels[i], path), " (", path_name(path), " ", kernel_name(list.kernels[i]),
                       "). Rebuild without narrowing ADASPA_DTYPES / ADASPA_HEAD_DIMS / ADASPA_BLOCK_SIZES.");
     out[i] = e->launch;
   }
@@ -154,6 +166,18 @@ bool want_tile_order(int64_t tiles, int device) {
   return tiles >= kOrderMinCtasPerSm * sms;
 }
 
+// ADASPA_SEARCH_SLOTS=n (tests): at most n scratch slots for the hopper attn_search, so that CTAs
+// wait for each other's slots; unset: one per SM.
+int search_slots_cap() {
+  const char* env = std::getenv("ADASPA_SEARCH_SLOTS");
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(env, &end, 10);
+  ADASPA_CHECK_VALUE(*end == 0 && n >= 1 && n <= (1 << 20), "ADASPA_SEARCH_SLOTS must be a positive integer, got '",
+                    std::string(env), "'");
+  return static_cast<int>(n);
+}
+
 bool empty_grid(const AttnShape& s) { return s.batch == 0 || s.heads == 0 || s.mq == 0; }
 
 void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParams& p) {
@@ -167,8 +191,20 @@ void launch(const OpKernels& ops, const AttnShape& s, const Tensor& q, AttnParam
     order_ws = tapi::new_empty(q, {tile_order_ints(p)}, kInt);
     p.order_ws = order_ws.mutable_data_ptr<int32_t>();
   }
+  // The one-pass search's scratch slots, then their flags (search_ws_floats is a multiple of 128).
+  Tensor search_ws;
+  if (&ops == &kAttnSearch && path == KernelPath::kHopper) {
+    int sms = 0;
+    check_launch(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), ops.op);
+    const int cap = search_slots_cap();
+    p.search_nslots = search_nslots(linear_tiles<kSearchRows>(p), cap ? std::min(cap, sms) : sms);
+    const int64_t floats = search_ws_floats(p, p.search_nslots);
+    search_ws = tapi::new_empty(q, {floats + p.search_nslots}, kFloat);
+    p.search_ws = search_ws.mutable_data_ptr<float>();
+    p.search_slots = reinterpret_cast<int32_t*>(p.search_ws + floats);
+  }
   const cudaStream_t stream = tapi::current_cuda_stream(device);
-  for (int i = 0; i < ops.n; ++i) check_launch(fns[i](p, stream), ops.op);
+  for (int i = 0; i < ops.on(path).n; ++i) check_launch(fns[i](p, stream), ops.op);
 }
 
 // Checks shared by sparse_attn and sparse_attn_out.

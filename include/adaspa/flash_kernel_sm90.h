@@ -45,16 +45,25 @@ using namespace cute;
 // kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
 // kLazyRescale: the softmax of the portable kernels (softmax.h, online_softmax_update): the
 // running max and O move only when some row's max grows by more than 2^8, so most tiles skip the
-// rescale of O and the quad reductions of the max; a lab experiment (the ops run false).
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false>
+// rescale of O and the quad reductions of the max (launch_sm90.h says which ops run it).
+// kScoreBlock (64 or 128; 0: none): the one-pass attn_search, a dense pass that also writes the
+// block scores of blocks of this size (see "One-pass block scores" below).
+template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
+          int kScoreBlock_ = 0>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static constexpr bool kDense = kDense_;
   static constexpr bool kLazyRescale = kLazyRescale_;
+  static constexpr int kScoreBlock = kScoreBlock_;
+  static constexpr bool kSearch = kScoreBlock > 0;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
+  static_assert(!kSearch || (kDense && kBlockSize == 128 && (kScoreBlock == 64 || kScoreBlock == 128)),
+                "block scores come from the dense pass's block-128 arrangement, for blocks of 64 or 128");
+  // Key blocks (of the score's block size) per key tile.
+  static constexpr int kScoreParts = kSearch ? kBlockSize / kScoreBlock : 1;
 
   // One listed block per key tile; 64 query rows per consumer warpgroup (the wgmma M).
   static constexpr int kBlockN = kBlockSize;
@@ -112,12 +121,19 @@ struct FlashSparseTraits {
     float scale_log2;  // p.scale * log2(e): the softmax runs on exp2
   };
 
+  // The one-pass search's: the log2-domain lse of the CTA's rows and its scratch slot.
+  struct SearchStorage {
+    float lse_log2[kBlockM];
+    int slot;
+  };
+  struct NoStorage {};
   struct SharedStorage {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
     uint64_t bar_q;
     uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
+    std::conditional_t<kSearch, SearchStorage, NoStorage> search;
   };
   // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
@@ -145,30 +161,51 @@ __device__ __forceinline__ auto acc_as_operand_a(Layout l) {
 // factor rescale_tile applies to O once the P V in flight is done. kLazy: the portable kernels'
 // online_softmax_update (softmax.h), which moves the maximum only on a large growth and rescales O
 // itself. Shared by the flash and the wide kernel.
-template <bool kLazy, int kRows, typename TensorS, typename TensorO>
+// parts[r][j]: this thread's sum of P over the j-th of kParts equal column ranges of row r (as in
+// online_softmax_update); after the call P = exp2(s * scale_log2 - row_max[r] * scale_log2) in
+// both variants.
+template <bool kLazy, int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
-                                             float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2) {
+                                             float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2,
+                                             float (&parts)[kRows][kParts]) {
   if constexpr (kLazy) {
-    online_softmax_update(row_max, row_sum, S, O, scale_log2);
+    online_softmax_update<kParts>(row_max, row_sum, S, O, scale_log2, parts);
   } else {
+    constexpr int kCols = decltype(size<1>(S))::value;
+    static_assert(kCols % kParts == 0);
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float mx = row_max[r];
       CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+      for (int c = 0; c < kCols; ++c) mx = fmaxf(mx, S(r, c));
       mx = quad_max(mx);
       correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
       row_max[r] = mx;
       const float offset = mx * scale_log2;
-      float sum = 0.f;
+      float sum[kParts];
       CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < size<1>(S); ++c) {
+      for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < kCols; ++c) {
         S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
-        sum += S(r, c);
+        sum[c / (kCols / kParts)] += S(r, c);
       }
-      row_sum[r] = row_sum[r] * correction[r] + sum;
+      float total = sum[0];
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < kParts; ++j) {
+        parts[r][j] = sum[j];
+        if (j > 0) total += sum[j];
+      }
+      row_sum[r] = row_sum[r] * correction[r] + total;
     }
   }
+}
+
+template <bool kLazy, int kRows, typename TensorS, typename TensorO>
+__device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
+                                             float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2) {
+  float unused[kRows][1];
+  softmax_tile<kLazy>(row_max, row_sum, correction, S, O, scale_log2, unused);
 }
 
 // O *= correction per row after an eager softmax_tile (nothing to do after a lazy one).
@@ -237,6 +274,41 @@ struct DenseCursor {
   __device__ __forceinline__ int next(const AttnParams&, int) { return n < ntiles ? n++ : -1; }
 };
 
+// One-pass block scores (attn_search, kScoreBlock > 0). The score of (query block, key block) is
+// the sum over the block's rows i and keys j of exp(s_ij - lse_i), and lse_i is known only after
+// the last key tile. The dense pass already computes, per row and tile, P = exp2(s * scale_log2 -
+// m) and its row sum; kept per key block of the tile, log2(sum) + m is the row's lse over that key
+// block (exact whatever m was). So each tile adds only a quad reduction, a log2 and a store per
+// (row, key block), into a scratch slot of 128 rows x mk floats ([key block][row]); at the end the
+// CTA adds exp2(block lse - row lse) over the rows of each query block. This replaces a second
+// pass that recomputed Q K^T and one exponential per score. The scratch would be B x H x Nq x mk
+// floats for the whole launch, so a CTA takes one of p.search_nslots slots when it starts (flags
+// zeroed by the launcher) and frees it at its end: any number of slots is correct (a CTA waits
+// until one is free, and every holder is a running CTA), one per resident CTA keeps them from
+// waiting.
+
+// Warp-collective: take a free slot (flag 0 -> 1), trying 32 flags per round from blockIdx.x % n.
+__device__ __forceinline__ int acquire_slot(int32_t* flags, int n, int lane) {
+  for (int start = static_cast<int>(blockIdx.x % n);; start = (start + 32) % n) {
+    const int s = (start + lane) % n;
+    const bool free = lane < n && *reinterpret_cast<volatile int32_t*>(flags + s) == 0;
+    for (unsigned m = __ballot_sync(0xffffffffu, free); m; m &= m - 1) {
+      const int l = __ffs(m) - 1;
+      int got = 0;
+      if (lane == l) got = atomicCAS(flags + s, 0, 1) == 0;
+      if (__shfl_sync(0xffffffffu, got, l)) {
+        __threadfence();
+        return __shfl_sync(0xffffffffu, s, l);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void release_slot(int32_t* flags, int slot) {
+  __threadfence();
+  atomicExch(flags + slot, 0);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     flash_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
@@ -285,7 +357,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   if (warp >= T::kConsumerThreads / 32) {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
     if (warp > T::kConsumerThreads / 32) return;
-    // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies.
+    // Producer warp: all lanes scan the list 32 entries at a time, lane 0 issues the copies. The
+    // search's slot is published to the consumers by the arrival on bar_q.
+    if constexpr (T::kSearch) {
+      const int slot = acquire_slot(p.search_slots, p.search_nslots, lane);
+      if (lane == 0) ss.search.slot = slot;
+    }
     if (lane == 0) {
       prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
       prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
@@ -351,6 +428,21 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // Columns of the last key block past Nk are masked; every other block is whole.
     const int last_cols = p.nk - (ntiles - 1) * kBlockN;
 
+    // Search: this CTA's scratch slot ([key block][row], read once bar_q has completed).
+    float* search_ws = nullptr;
+    auto store_block_lse = [&](int blk, const float (&parts)[kRows][T::kScoreParts]) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const float offset = row_max[r] * scale_log2;
+        const int row = get<0>(Sc(r, 0));
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < T::kScoreParts; ++j) {
+          const float block_lse = offset + log2_approx(quad_sum(parts[r][j]));  // log2(0) = -inf
+          const int kb = blk * T::kScoreParts + j;
+          if (lane % 4 == 0 && kb < p.mk) search_ws[int64_t(kb) * kBlockM + row] = block_lse;
+        }
+      }
+    };
     // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first.
     auto softmax = [&](int blk) {
       if (blk == ntiles - 1 && last_cols < kBlockN) {
@@ -361,7 +453,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2);
+      if constexpr (T::kSearch) {
+        float parts[kRows][T::kScoreParts];
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2, parts);
+        store_block_lse(blk, parts);
+      } else {
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2);
+      }
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
     Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
@@ -379,6 +477,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // through shared memory.
     auto list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kSearch) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
       // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
@@ -469,6 +568,53 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         }
         if (lse && lane % 4 == 0) lse[grow] = res.lse;
       }
+      if constexpr (T::kSearch) {  // log2-domain lse; rows past Nq get +inf and add 0
+        const float sum = quad_sum(row_sum[r]);
+        const float lse_log2 = grow < p.nq ? row_max[r] * scale_log2 + log2_approx(sum) : INFINITY;
+        if (lane % 4 == 0) ss.search.lse_log2[get<0>(Oc(r, 0))] = lse_log2;
+      }
+    }
+    if constexpr (T::kSearch) {
+      // Scores: consumer warp w sums key blocks w, w + 8, ...; lane l reads rows l + 32 j, so a
+      // query block of 64 rows is j = 0, 1 or 2, 3 and one of 128 all four. Fixed order:
+      // deterministic.
+      constexpr int kWarps = T::kConsumerThreads / 32;
+      static_assert(kBlockM == kSearchRows && kWarps == 8);
+      cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // block lse and lse_log2 visible
+      float row_lse[4];
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < 4; ++j) row_lse[j] = ss.search.lse_log2[lane + 32 * j];
+      float* scores = p.scores + (int64_t(b) * p.heads + h) * p.mq * p.mk;
+      constexpr int kQBlocks = kBlockM / T::kScoreBlock;
+      // The slot was written tile by tile and is mostly out of L2 by now: kUnroll key blocks'
+      // loads are issued before any is used, so a warp waits for memory once per kUnroll blocks
+      // rather than once per block while its SM's tensor cores idle.
+      constexpr int kUnroll = 8;
+      for (int kb0 = warp; kb0 < p.mk; kb0 += kWarps * kUnroll) {
+        float e[kUnroll][4];
+        CUTLASS_PRAGMA_UNROLL
+        for (int u = 0; u < kUnroll; ++u) {
+          const int kb = kb0 + u * kWarps;
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < 4; ++j)
+            e[u][j] = kb < p.mk ? __ldcg(search_ws + int64_t(kb) * kBlockM + lane + 32 * j) : -INFINITY;
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int u = 0; u < kUnroll; ++u) {
+          const int kb = kb0 + u * kWarps;
+          CUTLASS_PRAGMA_UNROLL
+          for (int qi = 0; qi < kQBlocks; ++qi) {
+            float x = 0.f;
+            CUTLASS_PRAGMA_UNROLL
+            for (int j = qi * 4 / kQBlocks; j < (qi + 1) * 4 / kQBlocks; ++j) x += exp2_approx(e[u][j] - row_lse[j]);
+            x = warp_sum(x);
+            const int qb = m_block * kQBlocks + qi;
+            if (lane == 0 && kb < p.mk && qb < p.mq) scores[int64_t(qb) * p.mk + kb] = x;
+          }
+        }
+      }
+      cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // every read of the slot done
+      if (tid == 0) release_slot(p.search_slots, ss.search.slot);
     }
   }
 #endif
@@ -522,20 +668,13 @@ cudaError_t plan_sparse_tiles(AttnParams& p, cudaStream_t stream) {
   return p.order_ws && p.kmax > 0 ? plan_tile_order(p, stream) : cudaSuccess;
 }
 
-// kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
-// pass's result does not depend on it).
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false>
-cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale>;
-  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+// TMA descriptors and launch of a flash_sm90_kernel<T> over p.
+template <typename T>
+cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
+  using Element = typename T::Element;
+  constexpr int kHeadDim = T::kHeadDim;
   typename T::Params prm;
   prm.p = p;
-  if constexpr (kDense) {
-    prm.p.tile_order = nullptr;
-  } else {
-    const cudaError_t err = plan_sparse_tiles<T>(prm.p, stream);
-    if (err != cudaSuccess) return err;
-  }
   prm.scale_log2 = p.scale * kLog2e;
   prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride,
                                                           p.q_batch_stride, typename T::SmemLayoutQ{});
@@ -544,6 +683,36 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
+}
+
+// kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
+// pass's result does not depend on it).
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false>
+cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  AttnParams q = p;
+  if constexpr (kDense) {
+    q.tile_order = nullptr;
+  } else {
+    const cudaError_t err = plan_sparse_tiles<T>(q, stream);
+    if (err != cudaSuccess) return err;
+  }
+  return launch_flash<T>(q, stream);
+}
+
+// The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
+// the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
+// flags in p.search_slots (tile_scheduler.h), zeroed here.
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
+cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
+  AttnParams q = p;
+  q.tile_order = nullptr;
+  const cudaError_t err = cudaMemsetAsync(p.search_slots, 0, sizeof(int32_t) * p.search_nslots, stream);
+  return err != cudaSuccess ? err : launch_flash<T>(q, stream);
 }
 
 }  // namespace adaspa::sm90

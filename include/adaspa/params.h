@@ -13,12 +13,14 @@ enum class Mode : int {
   kScore = 2,   // block_scores: the score pass (scores) with a given (cached) lse
 };
 
-// The CUDA kernels. The ops compose them: sparse_attn = kFlashSparse; attn_search = kFlashDense
-// (out, lse), then kScore reading that lse; block_scores = kScore with a cached lse.
+// The CUDA kernels. The ops compose them: sparse_attn = kFlashSparse; attn_search = kFlashSearch
+// on the hopper path, kFlashDense (out, lse) then kScore reading that lse on the portable one;
+// block_scores = kScore with a cached lse.
 enum class Kernel : int {
   kFlashSparse = 0,  // flash pass over the key blocks of each idx row -> out, lse
   kFlashDense = 1,   // flash pass over every key block                -> out, lse
   kScore = 2,        // Q K^T again, exp(s - lse) summed per (query block, key block) -> scores
+  kFlashSearch = 3,  // flash pass over every key block, scores in the same pass -> out, lse, scores
 };
 
 enum class DType : int { kFloat16 = 0, kBFloat16 = 1 };
@@ -50,6 +52,12 @@ struct AttnParams {
   // order is planned: CTA i computes tile tile_order[i].
   int32_t* order_ws;
   const int32_t* tile_order;
+
+  // kFlashSearch only (flash_kernel_sm90.h, "One-pass block scores"): search_nslots scratch slots
+  // of search_ws_floats (tile_scheduler.h) and one int32 flag per slot.
+  float* search_ws;
+  int32_t* search_slots;
+  int search_nslots;
 };
 
 // Top-k block selection over scores (select_blocks).

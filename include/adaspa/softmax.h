@@ -25,9 +25,12 @@ constexpr float kRescaleLog2 = 8.f;
 // the first tiles the rescale of O (D / 2 multiplies per row and thread) is skipped. The test needs
 // no quad reduction: row_max is the same in the four threads of a row, so "some thread's own max
 // grew past it" is "the row's max grew past it".
-template <int kRows, typename TensorS, typename TensorO>
+// parts[mi][j]: this thread's sum of P over the j-th of kParts equal column ranges of row mi (the
+// one-pass attn_search keeps a sum per key block of a wider tile); with kParts = 1 it is the tile's
+// row sum, and the overload without parts is the same arithmetic.
+template <int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], float (&row_sum)[kRows], TensorS& s_rc,
-                                                      TensorO& o_rc, float scale_log2) {
+                                                      TensorO& o_rc, float scale_log2, float (&parts)[kRows][kParts]) {
   using cute::size;
   float mx[kRows];
   bool grow = false;
@@ -53,15 +56,32 @@ __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], f
 #pragma unroll
   for (int mi = 0; mi < kRows; ++mi) {
     const float mx_scaled = row_max[mi] * scale_log2;
-    float sum = 0.f;
+    constexpr int kCols = decltype(size<1>(s_rc))::value;
+    static_assert(kCols % kParts == 0);
+    float sum[kParts];
 #pragma unroll
-    for (int nj = 0; nj < size<1>(s_rc); ++nj) {
+    for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
+#pragma unroll
+    for (int nj = 0; nj < kCols; ++nj) {
       const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - mx_scaled);
       s_rc(mi, nj) = e;
-      sum += e;
+      sum[nj / (kCols / kParts)] += e;
     }
-    row_sum[mi] += sum;
+    float total = sum[0];
+#pragma unroll
+    for (int j = 0; j < kParts; ++j) {
+      parts[mi][j] = sum[j];
+      if (j > 0) total += sum[j];
+    }
+    row_sum[mi] += total;
   }
+}
+
+template <int kRows, typename TensorS, typename TensorO>
+__device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], float (&row_sum)[kRows], TensorS& s_rc,
+                                                      TensorO& o_rc, float scale_log2) {
+  float unused[kRows][1];
+  online_softmax_update<1>(row_max, row_sum, s_rc, o_rc, scale_log2, unused);
 }
 
 // The end of a row: its sum over the quad -> 1 / sum and the natural-log lse. A row that visited

@@ -33,6 +33,13 @@ inline int64_t linear_tiles(const AttnParams& p) {
 }
 inline bool linear_grid_fits(int64_t tiles) { return tiles <= 0x7fffffff; }
 
+// The hopper one-pass attn_search (kFlashSearch): a CTA of kSearchRows query rows keeps a float per
+// (row, key block) in a scratch slot it holds while it runs. Any number of slots >= 1 is correct;
+// one per resident CTA (the kernel runs one CTA per SM) keeps CTAs from waiting for one.
+constexpr int kSearchRows = 128;
+inline int search_nslots(int64_t tiles, int sms) { return static_cast<int>(tiles < sms ? tiles : sms); }
+inline int64_t search_ws_floats(const AttnParams& p, int nslots) { return int64_t(nslots) * kSearchRows * p.mk; }
+
 #ifdef __CUDACC__
 __device__ __forceinline__ CtaTile cta_tile() {
   return {static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
