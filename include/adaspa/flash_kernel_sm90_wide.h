@@ -56,7 +56,7 @@
 
 namespace adaspa::sm90 {
 
-// kLazyRescale: as in FlashSparseTraits (the shared online_softmax_update); a lab experiment.
+// kLazyRescale: as in FlashSparseTraits (the shared online_softmax_update).
 template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false>
 struct FlashWideTraits {
   using Element = Element_;
