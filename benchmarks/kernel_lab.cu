@@ -8,7 +8,8 @@
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
 //        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the same with
-//        O rescaled lazily "sm90 lr", and the two-pass dense + score kernels "sm90 2p") and
+//        O rescaled lazily "sm90 lr", the one pass with its block-lse stores deferred past the
+//        hand-over of the tensor cores "sm90 dfr", and the two-pass dense + score kernels "sm90 2p") and
 //        block_scores; the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
@@ -134,6 +135,9 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
 // The one-pass attn_search rescaling O lazily (row "sm90 lr" of the search table).
 template <int D, int BS>
 cudaError_t launch_search_lazy(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true>(p, nullptr); }
+// The lazy one pass with kDeferBlockLse (row "sm90 dfr").
+template <int D, int BS>
+cudaError_t launch_search_defer(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
@@ -244,12 +248,13 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[10]) {
+void kernels(Launch (&k)[11]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
   k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>, k[9] = launch_search_2pass<D, BS>;
+  k[10] = launch_search_defer<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -257,7 +262,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[10] = {};
+  Launch k[11] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -378,10 +383,11 @@ int main(int argc, char** argv) {
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    // lr: the one pass with O rescaled lazily; 2p: the dense flash kernel, then the score kernel
-    const char* names[4] = {"portable", "sm90", "sm90 lr", "sm90 2p"};
-    const Launch searches[4] = {k[1], k[5], k[8], k[9]}, score_fns[4] = {k[2], k[6], k[6], k[6]};
-    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
+    // lr: the one pass with O rescaled lazily; 2p: the dense flash kernel, then the score kernel;
+    // dfr: lr with the block-lse stores deferred
+    const char* names[5] = {"portable", "sm90", "sm90 lr", "sm90 2p", "sm90 dfr"};
+    const Launch searches[5] = {k[1], k[5], k[8], k[9], k[10]}, score_fns[5] = {k[2], k[6], k[6], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A / B of the one-pass hopper attn_search between two kernel_lab binaries (built here by
 # kernel_lab.sh for 90a, carried to the device), interleaved ROUNDS times at one shape, then one
-# Nsight Compute profile each of B's one-pass search kernel and of its dense flash pass (the
-# two-pass search's first launch), as $OUT/search_profile_{onepass,dense}.txt.
+# Nsight Compute profile each of B's kernels named in PROFILES ("name:regex" on mangled names;
+# default: the one-pass search as the op runs it, its deferred-store variant, and the dense flash
+# pass of the two-pass search), as $OUT/search_profile_NAME.txt.
 # Usage: bash benchmarks/lab_search_ab.sh BIN_A BIN_B [D=128] [BS=64] [N=32768] [H=24]
 set -uo pipefail
 a=$1; b=$2; d=${3:-128}; bs=${4:-64}; n=${5:-32768}; h=${6:-24}
@@ -16,9 +17,9 @@ for r in $(seq "${ROUNDS:-2}"); do
 done
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "no ncu"; exit 1; }
-# mangled names: the one-pass search kernel ends in its score block (Li64E / Li128E), the dense
-# pass of the two-pass search in ELb1ELb0ELi0E (dense, eager, no scores)
-for what in "onepass:ELb1ELb1ELi${bs}EEEE" "dense:ELb1ELb0ELi0EEEE"; do
+# FlashSparseTraits' last arguments in the mangled names: dense, lazy, score block, deferred stores
+profiles=${PROFILES:-"onepass:ELb1ELb1ELi${bs}ELb0E defer:ELb1ELb1ELi${bs}ELb1E dense:ELb1ELb0ELi0ELb0E"}
+for what in $profiles; do
   name=${what%%:*}; re=${what#*:}
   txt="$OUT/search_profile_$name.txt"
   timeout 150 "$ncu" --clock-control none --kernel-name-base mangled -k "regex:$re" --launch-skip 2 --launch-count 1 \

@@ -47,9 +47,11 @@ using namespace cute;
 // running max and O move only when some row's max grows by more than 2^8, so most tiles skip the
 // rescale of O and the quad reductions of the max (launch_sm90.h says which ops run it).
 // kScoreBlock (64 or 128; 0: none): the one-pass attn_search, a dense pass that also writes the
-// block scores of blocks of this size (see "One-pass block scores" below).
+// block scores of blocks of this size (see "One-pass block scores" below). kDeferBlockLse (lab):
+// the search's per-tile reductions and stores wait until the warpgroup has handed the tensor
+// cores over, instead of sitting between the tile's exponentials and the hand-over.
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0>
+          int kScoreBlock_ = 0, bool kDeferBlockLse_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -58,6 +60,8 @@ struct FlashSparseTraits {
   static constexpr bool kLazyRescale = kLazyRescale_;
   static constexpr int kScoreBlock = kScoreBlock_;
   static constexpr bool kSearch = kScoreBlock > 0;
+  static constexpr bool kDeferBlockLse = kDeferBlockLse_;
+  static_assert(!kDeferBlockLse || kSearch);
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
   static_assert(!kSearch || (kDense && kBlockSize == 128 && (kScoreBlock == 64 || kScoreBlock == 128)),
@@ -443,6 +447,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         }
       }
     };
+    // kDeferBlockLse: the last softmaxed tile's part sums, stored by store_pending once the next
+    // batch is issued (row_max is unchanged until the next softmax, so the offset still holds).
+    float pending_parts[kRows][T::kScoreParts];
+    int pending_blk = -1;
+    auto store_pending = [&]() {
+      if constexpr (T::kDeferBlockLse) store_block_lse(pending_blk, pending_parts);
+    };
     // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first.
     auto softmax = [&](int blk) {
       if (blk == ntiles - 1 && last_cols < kBlockN) {
@@ -453,7 +464,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      if constexpr (T::kSearch) {
+      if constexpr (T::kDeferBlockLse) {
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2, pending_parts);
+        pending_blk = blk;
+      } else if constexpr (T::kSearch) {
         float parts[kRows][T::kScoreParts];
         softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2, parts);
         store_block_lse(blk, parts);
@@ -509,6 +523,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
           wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
           if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
           if (next >= 0 || wg == 0) pass_turn();
+          store_pending();
           warpgroup_wait<0>();
           warpgroup_fence_operand(tOrO);
           warpgroup_fence_operand(tSrS);
@@ -704,9 +719,9 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
 // The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kDeferBlockLse = false>
 cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize>;
+  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kDeferBlockLse>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
   AttnParams q = p;
