@@ -10,7 +10,8 @@
 //        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the same with
 //        O rescaled lazily "sm90 lr", the one pass with its block-lse stores deferred past the
 //        hand-over of the tensor cores "sm90 dfr", and the two-pass dense + score kernels "sm90 2p") and
-//        block_scores; the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
+//        block_scores (row "sm90 pp": the score kernel with its warpgroups taking turns, kTurns);
+//        the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
@@ -135,6 +136,9 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
 // The one-pass attn_search rescaling O lazily (row "sm90 lr" of the search table).
 template <int D, int BS>
 cudaError_t launch_search_lazy(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true>(p, nullptr); }
+// The score kernel with its warpgroups taking turns at the tensor cores (kTurns, row "sm90 pp").
+template <int D, int BS>
+cudaError_t launch_score_turns(const AttnParams& p) { return sm90::run_score<Elem, D, BS, true>(p, nullptr); }
 // The lazy one pass with kDeferBlockLse (row "sm90 dfr").
 template <int D, int BS>
 cudaError_t launch_search_defer(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
@@ -248,13 +252,13 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[11]) {
+void kernels(Launch (&k)[12]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
   k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>, k[9] = launch_search_2pass<D, BS>;
-  k[10] = launch_search_defer<D, BS>;
+  k[10] = launch_search_defer<D, BS>, k[11] = launch_score_turns<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -262,7 +266,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[11] = {};
+  Launch k[12] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -384,26 +388,36 @@ int main(int argc, char** argv) {
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
     // lr: the one pass with O rescaled lazily; 2p: the dense flash kernel, then the score kernel;
-    // dfr: lr with the block-lse stores deferred
-    const char* names[5] = {"portable", "sm90", "sm90 lr", "sm90 2p", "sm90 dfr"};
-    const Launch searches[5] = {k[1], k[5], k[8], k[9], k[10]}, score_fns[5] = {k[2], k[6], k[6], k[6], k[6]};
-    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
+    // dfr: lr with the block-lse stores deferred; pp: the op's search, and the score kernel with
+    // turns (its block_scores column is the variant)
+    const char* names[6] = {"portable", "sm90", "sm90 lr", "sm90 2p", "sm90 dfr", "sm90 pp"};
+    const Launch searches[6] = {k[1], k[5], k[8], k[9], k[10], k[5]};
+    const Launch score_fns[6] = {k[2], k[6], k[6], k[6], k[6], k[11]};
+    for (int path = 0; path < (hopper ? 6 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
-      CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));  // poisoned
-      CHECK(search(p));
-      std::vector<float> hs(int64_t(H) * M * M);
-      CHECK(cudaMemcpy(hs.data(), scores, hs.size() * sizeof(float), cudaMemcpyDeviceToHost));
-      double worst = 0.0;
-      for (int64_t r = 0; r < int64_t(H) * M; ++r) {
-        double sum = 0.0;
-        for (int j = 0; j < M; ++j) sum += hs[r * M + j];
-        worst = std::max(worst, std::abs(sum - std::min(BS, N - int(r % M) * BS)) / BS);
-      }
-      const double tol = check_scores(p, D, BS, rng, hq, hk, hs);
+      // fn (the search, then the score kernel with the search's lse) into poisoned scores: the
+      // worst |row sum - rows| / rows, and the float64 check (<= 1: within tolerance)
+      auto check = [&](Launch fn, double& worst, double& tol) {
+        CHECK(cudaMemset(scores, 0xff, int64_t(H) * M * MK * sizeof(float)));
+        CHECK(fn(p));
+        std::vector<float> hs(int64_t(H) * M * M);
+        CHECK(cudaMemcpy(hs.data(), scores, hs.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        worst = 0.0;
+        for (int64_t r = 0; r < int64_t(H) * M; ++r) {
+          double sum = 0.0;
+          for (int j = 0; j < M; ++j) sum += hs[r * M + j];
+          worst = std::max(worst, std::abs(sum - std::min(BS, N - int(r % M) * BS)) / BS);
+        }
+        tol = check_scores(p, D, BS, rng, hq, hk, hs);
+        if (!(worst < 1e-3) || !(tol <= 1.0)) status = 1;
+      };
+      double worst = 0, tol = 0, worst_s = 0, tol_s = 0;
+      check(search, worst, tol);
+      check(score, worst_s, tol_s);
       std::printf("D=%d bs=%d N=%d H=%d  %s attn_search %.3f ms  block_scores %.3f ms  max |row sum - rows| / rows "
-                  "%.2e  scores err / tol %.3f\n", D, BS, N, H, names[path], t_search, t_score, worst, tol);
-      if (!(worst < 1e-3) || !(tol <= 1.0)) status = 1;
+                  "%.2e / %.2e  scores err / tol %.3f / %.3f\n", D, BS, N, H, names[path], t_search, t_score, worst,
+                  worst_s, tol, tol_s);
     }
   }
   return status;
