@@ -165,9 +165,8 @@ __device__ __forceinline__ auto acc_as_operand_a(Layout l) {
 // factor rescale_tile applies to O once the P V in flight is done. kLazy: the portable kernels'
 // online_softmax_update (softmax.h), which moves the maximum only on a large growth and rescales O
 // itself. Shared by the flash and the wide kernel.
-// parts[r][j]: this thread's sum of P over the j-th of kParts equal column ranges of row r (as in
-// online_softmax_update); after the call P = exp2(s * scale_log2 - row_max[r] * scale_log2) in
-// both variants.
+// parts[r]: exp_row's part sums of row r (softmax.h); after the call P = exp2(s * scale_log2 -
+// row_max[r] * scale_log2) in both variants.
 template <bool kLazy, int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
                                              float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2,
@@ -175,32 +174,15 @@ __device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&ro
   if constexpr (kLazy) {
     online_softmax_update<kParts>(row_max, row_sum, S, O, scale_log2, parts);
   } else {
-    constexpr int kCols = decltype(size<1>(S))::value;
-    static_assert(kCols % kParts == 0);
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float mx = row_max[r];
       CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kCols; ++c) mx = fmaxf(mx, S(r, c));
+      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
       mx = quad_max(mx);
       correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
       row_max[r] = mx;
-      const float offset = mx * scale_log2;
-      float sum[kParts];
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kCols; ++c) {
-        S(r, c) = exp2_approx(S(r, c) * scale_log2 - offset);
-        sum[c / (kCols / kParts)] += S(r, c);
-      }
-      float total = sum[0];
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < kParts; ++j) {
-        parts[r][j] = sum[j];
-        if (j > 0) total += sum[j];
-      }
-      row_sum[r] = row_sum[r] * correction[r] + total;
+      row_sum[r] = row_sum[r] * correction[r] + exp_row(S, r, scale_log2, mx * scale_log2, parts[r]);
     }
   }
 }

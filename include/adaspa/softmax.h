@@ -15,6 +15,33 @@ constexpr float kLog2e = 1.4426950408889634f;
 // The running max moves only when a row's max grows by more than this (log2 units).
 constexpr float kRescaleLog2 = 8.f;
 
+// Row mi of an S tile -> P = exp2(s * scale_log2 - offset) in place; parts[j]: this thread's sum
+// of P over the j-th of kParts equal column ranges (the one-pass attn_search keeps a sum per key
+// block of a wider tile). Returns the row's sum over this thread's columns. Shared by the portable
+// and the hopper softmax.
+template <int kParts, typename TensorS>
+__device__ __forceinline__ float exp_row(TensorS& s_rc, int mi, float scale_log2, float offset,
+                                         float (&parts)[kParts]) {
+  constexpr int kCols = decltype(cute::size<1>(s_rc))::value;
+  static_assert(kCols % kParts == 0);
+  float sum[kParts];
+#pragma unroll
+  for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
+#pragma unroll
+  for (int nj = 0; nj < kCols; ++nj) {
+    const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - offset);
+    s_rc(mi, nj) = e;
+    sum[nj / (kCols / kParts)] += e;
+  }
+  float total = sum[0];
+#pragma unroll
+  for (int j = 0; j < kParts; ++j) {
+    parts[j] = sum[j];
+    if (j > 0) total += sum[j];
+  }
+  return total;
+}
+
 // One S tile: S -> P = exp2(s * scale_log2 - running max) in place, row sums accumulated, O
 // rescaled when the running max moves. row_max / row_sum: the running state of this thread's rows
 // (start: -inf / 0). Every visited tile has at least one valid column per row, so the running max
@@ -25,9 +52,7 @@ constexpr float kRescaleLog2 = 8.f;
 // the first tiles the rescale of O (D / 2 multiplies per row and thread) is skipped. The test needs
 // no quad reduction: row_max is the same in the four threads of a row, so "some thread's own max
 // grew past it" is "the row's max grew past it".
-// parts[mi][j]: this thread's sum of P over the j-th of kParts equal column ranges of row mi (the
-// one-pass attn_search keeps a sum per key block of a wider tile); with kParts = 1 it is the tile's
-// row sum, and the overload without parts is the same arithmetic.
+// parts[mi]: exp_row's part sums of row mi; the overload without parts is the same arithmetic.
 template <int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], float (&row_sum)[kRows], TensorS& s_rc,
                                                       TensorO& o_rc, float scale_log2, float (&parts)[kRows][kParts]) {
@@ -54,27 +79,7 @@ __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], f
     }
   }
 #pragma unroll
-  for (int mi = 0; mi < kRows; ++mi) {
-    const float mx_scaled = row_max[mi] * scale_log2;
-    constexpr int kCols = decltype(size<1>(s_rc))::value;
-    static_assert(kCols % kParts == 0);
-    float sum[kParts];
-#pragma unroll
-    for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
-#pragma unroll
-    for (int nj = 0; nj < kCols; ++nj) {
-      const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - mx_scaled);
-      s_rc(mi, nj) = e;
-      sum[nj / (kCols / kParts)] += e;
-    }
-    float total = sum[0];
-#pragma unroll
-    for (int j = 0; j < kParts; ++j) {
-      parts[mi][j] = sum[j];
-      if (j > 0) total += sum[j];
-    }
-    row_sum[mi] += total;
-  }
+  for (int mi = 0; mi < kRows; ++mi) row_sum[mi] += exp_row(s_rc, mi, scale_log2, row_max[mi] * scale_log2, parts[mi]);
 }
 
 template <int kRows, typename TensorS, typename TensorO>
