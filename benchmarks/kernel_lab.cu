@@ -7,10 +7,8 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the same with
-//        O rescaled lazily "sm90 lr", the one pass with its block-lse stores deferred past the
-//        hand-over of the tensor cores "sm90 dfr", and the two-pass dense + score kernels "sm90 2p") and
-//        block_scores (row "sm90 pp": the score kernel with its warpgroups taking turns, kTurns);
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, and the two-pass
+//        dense + score kernels "sm90 2p") and block_scores;
 //        the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
@@ -133,15 +131,6 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
   if constexpr (D == 128 && BS == 64) return sm90::run_flash_sparse_wide<Elem, D, BS, true>(p, nullptr);
   else return sm90::run_flash<Elem, D, BS, false, true>(p, nullptr);
 }
-// The one-pass attn_search rescaling O lazily (row "sm90 lr" of the search table).
-template <int D, int BS>
-cudaError_t launch_search_lazy(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true>(p, nullptr); }
-// The score kernel with its warpgroups taking turns at the tensor cores (kTurns, row "sm90 pp").
-template <int D, int BS>
-cudaError_t launch_score_turns(const AttnParams& p) { return sm90::run_score<Elem, D, BS, true>(p, nullptr); }
-// The lazy one pass with kDeferBlockLse (row "sm90 dfr").
-template <int D, int BS>
-cudaError_t launch_search_defer(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
@@ -252,13 +241,12 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[12]) {
+void kernels(Launch (&k)[9]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
-  k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_lazy<D, BS>, k[9] = launch_search_2pass<D, BS>;
-  k[10] = launch_search_defer<D, BS>, k[11] = launch_score_turns<D, BS>;
+  k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_2pass<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -266,7 +254,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[12] = {};
+  Launch k[9] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -387,13 +375,11 @@ int main(int argc, char** argv) {
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    // lr: the one pass with O rescaled lazily; 2p: the dense flash kernel, then the score kernel;
-    // dfr: lr with the block-lse stores deferred; pp: the op's search, and the score kernel with
-    // turns (its block_scores column is the variant)
-    const char* names[6] = {"portable", "sm90", "sm90 lr", "sm90 2p", "sm90 dfr", "sm90 pp"};
-    const Launch searches[6] = {k[1], k[5], k[8], k[9], k[10], k[5]};
-    const Launch score_fns[6] = {k[2], k[6], k[6], k[6], k[6], k[11]};
-    for (int path = 0; path < (hopper ? 6 : 1); ++path) {
+    // 2p: the dense flash kernel, then the score kernel
+    const char* names[3] = {"portable", "sm90", "sm90 2p"};
+    const Launch searches[3] = {k[1], k[5], k[8]};
+    const Launch score_fns[3] = {k[2], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

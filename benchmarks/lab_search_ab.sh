@@ -2,8 +2,8 @@
 # A / B of the one-pass hopper attn_search between two kernel_lab binaries (built here by
 # kernel_lab.sh for 90a, carried to the device), interleaved ROUNDS times at one shape, then one
 # Nsight Compute profile each of B's kernels named in PROFILES ("name:regex" on mangled names;
-# default: the one-pass search as the op runs it, its deferred-store variant, and the dense flash
-# pass of the two-pass search), as $OUT/search_profile_NAME.txt.
+# default: the one-pass search as the op runs it and the dense flash pass of the two-pass
+# search), as $OUT/search_profile_NAME.txt.
 # Usage: bash benchmarks/lab_search_ab.sh BIN_A BIN_B [D=128] [BS=64] [N=32768] [H=24]
 set -uo pipefail
 a=$1; b=$2; d=${3:-128}; bs=${4:-64}; n=${5:-32768}; h=${6:-24}
@@ -17,8 +17,8 @@ for r in $(seq "${ROUNDS:-2}"); do
 done
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "no ncu"; exit 1; }
-# FlashSparseTraits' last arguments in the mangled names: dense, lazy, score block, deferred stores
-profiles=${PROFILES:-"onepass:ELb1ELb1ELi${bs}ELb0E defer:ELb1ELb1ELi${bs}ELb1E dense:ELb1ELb0ELi0ELb0E"}
+# FlashSparseTraits' last arguments in the mangled names: dense, lazy, score block
+profiles=${PROFILES:-"onepass:ELb1ELb1ELi${bs}EE dense:ELb1ELb0ELi0EE"}
 for what in $profiles; do
   name=${what%%:*}; re=${what#*:}
   txt="$OUT/search_profile_$name.txt"

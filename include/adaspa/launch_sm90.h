@@ -18,7 +18,8 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   if constexpr (kKernel == Kernel::kScore) {
     return sm90::run_score<Element, kHeadDim, kBlockSize>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSearch) {
-    // Lazy rescaling of O: 1.00-1.02x on an H200 (D 64 / 128, block 64 / 128, 32K and 119K).
+    // Lazy rescaling of O: 1.00-1.02x on an H200 (D 64 / 128, block 64 / 128, 32K and 119K);
+    // the block-lse stores after the hand-over of the tensor cores (flash_kernel_sm90.h).
     return sm90::run_flash_search<Element, kHeadDim, kBlockSize, true>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 64 && kHeadDim == 128) {
     // Key tiles of two listed blocks (flash_kernel_sm90_wide.h), O rescaled lazily (softmax.h,

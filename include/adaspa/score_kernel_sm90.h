@@ -33,15 +33,11 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-// kTurns (lab): the two consumer warpgroups take turns issuing their Q K^T (named barriers, as
-// the flash kernel's ping-pong), so that one warpgroup's exponentials run while the other's
-// matrix multiply is in the tensor cores instead of both phases lining up.
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kTurns_ = false>
+template <typename Element_, int kHeadDim_, int kBlockSize_>
 struct ScoreTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
-  static constexpr bool kTurns = kTurns_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
@@ -238,19 +234,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         ClusterBarrier::arrive(&ss.part_full[slot]);
       }
     };
-    // kTurns: named barrier 1 + w is warpgroup w's turn to issue; warpgroup 1 hands the first
-    // turn over and skips its hand-over after its last tile, so no arrival is left over.
-    auto take_turn = [&]() {
-      if constexpr (T::kTurns) cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 1 + wg);
-    };
-    auto pass_turn = [&]() {
-      if constexpr (T::kTurns) cutlass::arch::NamedBarrier::arrive(T::kConsumerThreads, 2 - wg);
-    };
     auto issue = [&](auto& tSrS, int t) {
       ClusterTransactionBarrier::wait(&ss.full_k[t % kStages], (t / kStages) & 1);
-      take_turn();
       wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
-      if (wg == 0 || t + 1 < ntiles) pass_turn();
     };
     // Tile t's Q K^T is complete in tSrS: free its K stage, reduce it.
     auto finish = [&](auto& tSrS, int t, auto masked) {
@@ -274,7 +260,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
     // Invariant at the loop head: tile t is in flight in S0.
-    if (wg == 1) pass_turn();
     issue(tSrS0, 0);
     int t = 0;
     for (; t + 2 < ntiles; t += 2) {
@@ -300,9 +285,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, bool kTurns = false>
+template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kTurns>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
