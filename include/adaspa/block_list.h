@@ -7,11 +7,7 @@
 
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define ADASPA_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define ADASPA_HOST_DEVICE inline
-#endif
+#include "adaspa/host_device.h"
 
 namespace adaspa {
 
