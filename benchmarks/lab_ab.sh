@@ -2,7 +2,7 @@
 # Correctness of kernel_lab binary B, then A / B timings of two kernel_lab binaries (both built
 # here by kernel_lab.sh for 90a, carried to the device), interleaved ROUNDS times.
 # Checks (each under a time limit): odd lengths, Nq != Nk with messy idx rows, and the same with
-# 24 heads, so that the tiles outnumber the CTAs resident on the GPU (persistent grids loop).
+# 24 heads, so that the tiles outnumber the CTAs resident on the GPU (more than one wave).
 # Timed: H 24 D 128 / H 48 D 64 at N 32768, densities 0.1 0.2 0.5, sparse and search rows;
 # prints the timing lines of every row, prefixed with the round and the binary.
 # Usage: bash benchmarks/lab_ab.sh BIN_A BIN_B ["D BS" ...]   (default: the four D / block pairs)

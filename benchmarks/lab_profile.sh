@@ -3,7 +3,7 @@
 # for 90a, carried to the device): first a plain timed run of the shape (no profiler), then one
 # launch of each kernel under ncu: the block-64 sparse kernel (wide key tiles), the block-128
 # sparse kernel, attn_search's dense flash launch, the score kernel, the block-128 sparse kernel
-# on a persistent grid (D 128 and D 64), and at head dim 64 the block-64 and block-128 sparse
+# with lazy rescaling of O (D 128 and D 64), and at head dim 64 the block-64 and block-128 sparse
 # kernels. Writes one text file per kernel (eight: the device tool brings back at most eight
 # files), $OUT/lab_profile_NAME.txt: ncu's log, its details page and its raw page (the .ncu-rep
 # stays in /tmp); prints the headline lines.
@@ -47,10 +47,10 @@ prof wide64 flash_wide_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 prof sparse128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
 LAB_SEARCH=1 prof score score_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
 LAB_SEARCH=1 prof dense flash_sm90_kernel 128 64 "$n" "$h" 1 "$dens"
-# the block-128 sparse kernel on a persistent grid (row "sm90 ps"), D 128 and D 64: after the
+# the lazily rescaling sparse kernel (row "sm90 lr") at block 128, D 128 and D 64: after the
 # plain kernel's 5 launches (check 1, warm-up 3, timed 1)
-SKIP=8 prof ps128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
-SKIP=8 prof psd64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"
+SKIP=8 prof lr128 flash_sm90_kernel 128 128 "$n" "$h" 1 "$dens"
+SKIP=8 prof lrd64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"
 # head dim 64 (twice the heads): the sparse kernels at block 64 (64-wide tiles) and 128
 prof d64bs64 flash_sm90_kernel 64 64 "$n" $((2 * h)) 1 "$dens"
 prof d64bs128 flash_sm90_kernel 64 128 "$n" $((2 * h)) 1 "$dens"

@@ -7,7 +7,11 @@
 
 #include <cstdint>
 
-#include "adaspa/host_device.h"
+#ifdef __CUDACC__
+#define ADASPA_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define ADASPA_HOST_DEVICE inline
+#endif
 
 namespace adaspa {
 

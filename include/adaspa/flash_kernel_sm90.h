@@ -27,7 +27,6 @@
 #include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/numeric_types.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -74,18 +73,15 @@ struct FlashSparseTraits {
   // Two consumer warpgroups take turns at the tensor cores (ping-pong, below): each holds S, P
   // and O at once, more than the 168 registers a 12-warp CTA gets, so a whole producer warpgroup
   // (one warp of it working) hands its registers over with setmaxnreg. The split must fit what
-  // the CTA was launched with (384 x 168 = 128 x 40 + 256 x 232): asking for more hangs
-  // setmaxnreg.inc. 24 producer registers made the producer's loop over tiles (persistent grid)
-  // spill; 232 leave the consumers without spills. One consumer warpgroup runs the serial loop
-  // next to a single producer warp.
+  // the CTA was launched with (384 x 168 = 128 x 24 + 256 x 240): asking for more hangs
+  // setmaxnreg.inc. One consumer warpgroup runs the serial loop next to a single producer warp.
   static constexpr bool kPingPong = kConsumerWGs == 2;
   static constexpr int kProducerThreads = kPingPong ? 128 : 32;
-  static constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
-  // Block 64: CTAs share an SM and interleave their softmax and MMA phases: two at D 128 (three,
-  // tried together with an overlapped loop, measured 0.89x of two on an H200; NOTES.md), four at
-  // D 64, where the bound keeps the registers at 94 (102 unbounded: three CTAs per SM).
-  static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? (kHeadDim == 64 ? 4 : 2) : 1;
+  // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64,
+  // tried together with an overlapped loop, measured 0.89x of two on an H200; NOTES.md).
+  static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
   // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
   static constexpr int kStages = 2;
 
@@ -135,7 +131,7 @@ struct FlashSparseTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
-    uint64_t bar_q, empty_q;
+    uint64_t bar_q;
     uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
     std::conditional_t<kSearch, SearchStorage, NoStorage> search;
   };
@@ -308,16 +304,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const AttnParams& p = prm.p;
+  const CtaTile cta = linear_cta_tile<kBlockM>(p);
+  const int m_block = cta.m_block, h = cta.h, b = cta.b;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
-  // Tiles blockIdx.x, + gridDim.x, ...: one each when the grid has a CTA per tile, several when
-  // it is persistent (launch_query_tiles). it counts this CTA's tiles (the phase of bar_q and
-  // empty_q); the K / V ring's counter n runs on across tiles.
-  const int tiles = linear_tiles<kBlockM>(p);
 
   if (threadIdx.x == 0) {
     ClusterTransactionBarrier::init(&ss.bar_q, 1);
-    ClusterBarrier::init(&ss.empty_q, T::kConsumerThreads / 32);
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kStages; ++s) {
       ClusterTransactionBarrier::init(&ss.full_k[s], 1);
@@ -335,11 +328,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   // Key tiles of kBlockN rows; the last one may be partial. (For the sparse kernel kBlockN is the
   // block size, so this is p.mk.)
   const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
-  auto make_cursor = [&](const CtaTile& cta) {
+  auto make_cursor = [&]() {
     if constexpr (T::kDense) {
       return DenseCursor{ntiles};
     } else {
-      return ListCursor{p.idx + ((int64_t(cta.b) * p.heads + cta.h) * p.mq + cta.m_block) * p.kmax};
+      return ListCursor{p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax};
     }
   };
 
@@ -356,56 +349,38 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
       prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
       prefetch_tma_descriptor(prm.tma_v.get_tma_descriptor());
+      Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
+      copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
     }
-    Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
     Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
     Tensor mV = prm.tma_v.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+    Tensor gK = local_tile(mK(_, _, h, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+    Tensor gV = local_tile(mV(_, _, h, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+    auto tK = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+    auto tV = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+    auto tKgK = get<0>(tK);
+    auto tKsK = get<1>(tK);
+    auto tVgV = get<0>(tV);
+    auto tVsV = get<1>(tV);
+
     int n = 0;  // blocks issued
-    int it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++it) {
-      const CtaTile cta = linear_cta_tile<kBlockM>(p, tile);
-      Tensor gQ = local_tile(mQ(_, _, cta.h, cta.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(cta.m_block, _0{}));
-      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-      Tensor gK = local_tile(mK(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-      Tensor gV = local_tile(mV(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-      auto tK = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
-      auto tV = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
-      auto tKgK = get<0>(tK);
-      auto tKsK = get<1>(tK);
-      auto tVgV = get<0>(tV);
-      auto tVsV = get<1>(tV);
-      auto issue = [&](int blk) {
-        const int s = n % kStages;
-        const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
-        if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
-        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
-        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
-        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
-        ++n;
-      };
-      auto load_q = [&]() {
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
-        copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
-      };
-      auto list = make_cursor(cta);
-      int blk = list.next(p, lane);
-      // After the first tile, the first K / V goes out before Q: Q waits until every consumer
-      // warp is past its last Q K^T of the previous tile (empty_q), K / V only for a free stage.
-      if (it == 0) {
-        if (lane == 0) load_q();
-      } else if (blk >= 0) {
-        if (lane == 0) issue(blk);
-        blk = list.next(p, lane);
-      }
-      if (it > 0 && lane == 0) {
-        ClusterBarrier::wait(&ss.empty_q, (it - 1) & 1);
-        load_q();
-      }
-      for (; blk >= 0; blk = list.next(p, lane))
-        if (lane == 0) issue(blk);
-    }
+    auto issue = [&](int blk) {
+      const int s = n % kStages;
+      const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, blk), tKsK(_, s));
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, blk), tVsV(_, s));
+      ++n;
+    };
+    auto list = make_cursor();
+    for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane))
+      if (lane == 0) issue(blk);
   } else {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     // Consumer warpgroups: 64 query rows each.
@@ -428,6 +403,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     static_assert(kRows == 2);
 
     float row_max[kRows], row_sum[kRows], correction[kRows];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+    clear(tOrO);
     const float scale_log2 = prm.scale_log2;
     // Columns of the last key block past Nk are masked; every other block is whole.
     const int last_cols = p.nk - (ntiles - 1) * kBlockN;
@@ -484,164 +462,148 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
 
     auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
-    int n = 0;  // blocks whose P V is done (runs on across tiles, as the producer's)
-    int it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++it) {
-      const CtaTile cta = linear_cta_tile<kBlockM>(p, tile);
-      const int m_block = cta.m_block, h = cta.h, b = cta.b;
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
-      clear(tOrO);
-      // Every consumer warp walks the list itself (the producer does too), so no block index
-      // passes through shared memory.
-      auto list = make_cursor(cta);
-      ClusterTransactionBarrier::wait(&ss.bar_q, it & 1);
-      if constexpr (T::kSearch) {
-        if (it == 0) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
-      }
-      if constexpr (T::kPingPong) {
-        // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
-        // batch, then the warpgroup waits for them and runs the softmax of block j + 1 while the
-        // other warpgroup's batch is in the tensor cores. Named barrier 1 + w is warpgroup w's turn;
-        // warpgroup 1 hands warpgroup 0 the first turn and skips its hand-over after its last batch,
-        // so no arrival is left over.
-        const int wg = tid / 128;
-        auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
-        auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
-        const int first = list.next(p, lane);
-        if (first >= 0) {
-          const int s0 = n % kStages;
-          ClusterTransactionBarrier::wait(&ss.full_k[s0], (n / kStages) & 1);
-          if (wg == 1) pass_turn();
+    // Every consumer warp walks the list itself (the producer does too), so no block index passes
+    // through shared memory.
+    auto list = make_cursor();
+    ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kSearch) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
+    int n = 0;  // blocks whose P V is done
+    if constexpr (T::kPingPong) {
+      // Two warpgroups take turns: a turn issues P V of block j and Q K^T of block j + 1 as one
+      // batch, then the warpgroup waits for them and runs the softmax of block j + 1 while the
+      // other warpgroup's batch is in the tensor cores. Named barrier 1 + w is warpgroup w's turn;
+      // warpgroup 1 hands warpgroup 0 the first turn and skips its hand-over after its last batch,
+      // so no arrival is left over.
+      const int wg = tid / 128;
+      auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
+      auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
+      const int first = list.next(p, lane);
+      if (first >= 0) {
+        ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
+        if (wg == 1) pass_turn();
+        take_turn();
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
+        pass_turn();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[0]);
+        softmax(first);
+        to_p();
+        for (;;) {
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          const int next = list.next(p, lane);
+          if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
           take_turn();
-          wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s0), tSrS);
-          pass_turn();
-          warpgroup_wait<0>();
-          warpgroup_fence_operand(tSrS);
-          release(&ss.empty_k[s0]);
-          softmax(first);
-          to_p();
-          for (;;) {
-            const int s = n % kStages, s1 = (n + 1) % kStages;
-            const int next = list.next(p, lane);
-            if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
-            ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
-            take_turn();
-            wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-            if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
-            if (next >= 0 || wg == 0) pass_turn();
-            store_pending();
-            warpgroup_wait<0>();
-            warpgroup_fence_operand(tOrO);
-            warpgroup_fence_operand(tSrS);
-            release(&ss.empty_v[s]);
-            ++n;
-            if (next < 0) break;
-            release(&ss.empty_k[s1]);
-            softmax(next);
-            rescale_o();
-            to_p();
-          }
-        }
-      } else {
-        // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
-        // V once its P V is, so the producer refills K early. Overlap inside the warpgroup (Q K^T and
-        // softmax of block j + 1 under P V of block j, FlashAttention-3 style, with a 24 / 240 register
-        // split at block 128) measured slower on an H200: 0.93-0.98x at D 128, 0.85x at D 64 (NOTES.md).
-        for (;; ++n) {
-          const int s = n % kStages;
-          const uint32_t phase = (n / kStages) & 1;
-          const int blk = list.next(p, lane);
-          if (blk < 0) break;
-          ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-          wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
-          warpgroup_wait<0>();
-          warpgroup_fence_operand(tSrS);
-          release(&ss.empty_k[s]);
-          softmax(blk);
-          rescale_o();
-          to_p();
-          ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
           wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          if (next >= 0 || wg == 0) pass_turn();
+          store_pending();
           warpgroup_wait<0>();
           warpgroup_fence_operand(tOrO);
+          warpgroup_fence_operand(tSrS);
           release(&ss.empty_v[s]);
+          ++n;
+          if (next < 0) break;
+          release(&ss.empty_k[s1]);
+          softmax(next);
+          rescale_o();
+          to_p();
         }
       }
-
-      // Q may be replaced by the next tile's once every consumer warp is done with its Q K^T.
-      release(&ss.empty_q);
-
-      // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
-      Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-      Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-      Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
-      float* lse = p.lse ? p.lse + (int64_t(b) * p.heads + h) * p.nq : nullptr;
-      CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRows; ++r) {
-        const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
-        const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
-        if (grow < p.nq) {
-          Element* orow = out + int64_t(grow) * p.o_row_stride;
-          CUTLASS_PRAGMA_UNROLL
-          for (int c = 0; c < size<1>(O); c += 2) {
-            const int col = get<1>(Oc(r, c));
-            cutlass::Array<Element, 2> pair;
-            pair[0] = Element(O(r, c) * res.inv);
-            pair[1] = Element(O(r, c + 1) * res.inv);
-            *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
-          }
-          if (lse && lane % 4 == 0) lse[grow] = res.lse;
-        }
-        if constexpr (T::kSearch) {  // log2-domain lse; rows past Nq get +inf and add 0
-          const float sum = quad_sum(row_sum[r]);
-          const float lse_log2 = grow < p.nq ? row_max[r] * scale_log2 + log2_approx(sum) : INFINITY;
-          if (lane % 4 == 0) ss.search.lse_log2[get<0>(Oc(r, 0))] = lse_log2;
-        }
+    } else {
+      // One block at a time: Q K^T, softmax, P V. K of a stage is released once its Q K^T is done,
+      // V once its P V is, so the producer refills K early. Overlap inside the warpgroup (Q K^T and
+      // softmax of block j + 1 under P V of block j, FlashAttention-3 style, with a 24 / 240 register
+      // split at block 128) measured slower on an H200: 0.93-0.98x at D 128, 0.85x at D 64 (NOTES.md).
+      for (;; ++n) {
+        const int s = n % kStages;
+        const uint32_t phase = (n / kStages) & 1;
+        const int blk = list.next(p, lane);
+        if (blk < 0) break;
+        ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[s]);
+        softmax(blk);
+        rescale_o();
+        to_p();
+        ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
+        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.empty_v[s]);
       }
-      if constexpr (T::kSearch) {
-        // Scores: consumer warp w sums key blocks w, w + 8, ...; lane l reads rows l + 32 j, so a
-        // query block of 64 rows is j = 0, 1 or 2, 3 and one of 128 all four. Fixed order:
-        // deterministic.
-        constexpr int kWarps = T::kConsumerThreads / 32;
-        static_assert(kBlockM == kSearchRows && kWarps == 8);
-        cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // block lse and lse_log2 visible
-        float row_lse[4];
+    }
+
+    // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
+    Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
+    float* lse = p.lse ? p.lse + (int64_t(b) * p.heads + h) * p.nq : nullptr;
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
+      const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
+      if (grow < p.nq) {
+        Element* orow = out + int64_t(grow) * p.o_row_stride;
         CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < 4; ++j) row_lse[j] = ss.search.lse_log2[lane + 32 * j];
-        float* scores = p.scores + (int64_t(b) * p.heads + h) * p.mq * p.mk;
-        constexpr int kQBlocks = kBlockM / T::kScoreBlock;
-        // The slot was written tile by tile and is mostly out of L2 by now: kUnroll key blocks'
-        // loads are issued before any is used, so a warp waits for memory once per kUnroll blocks
-        // rather than once per block while its SM's tensor cores idle.
-        constexpr int kUnroll = 8;
-        for (int kb0 = warp; kb0 < p.mk; kb0 += kWarps * kUnroll) {
-          float e[kUnroll][4];
-          CUTLASS_PRAGMA_UNROLL
-          for (int u = 0; u < kUnroll; ++u) {
-            const int kb = kb0 + u * kWarps;
-            CUTLASS_PRAGMA_UNROLL
-            for (int j = 0; j < 4; ++j)
-              e[u][j] = kb < p.mk ? __ldcg(search_ws + int64_t(kb) * kBlockM + lane + 32 * j) : -INFINITY;
-          }
-          CUTLASS_PRAGMA_UNROLL
-          for (int u = 0; u < kUnroll; ++u) {
-            const int kb = kb0 + u * kWarps;
-            CUTLASS_PRAGMA_UNROLL
-            for (int qi = 0; qi < kQBlocks; ++qi) {
-              float x = 0.f;
-              CUTLASS_PRAGMA_UNROLL
-              for (int j = qi * 4 / kQBlocks; j < (qi + 1) * 4 / kQBlocks; ++j) x += exp2_approx(e[u][j] - row_lse[j]);
-              x = warp_sum(x);
-              const int qb = m_block * kQBlocks + qi;
-              if (lane == 0 && kb < p.mk && qb < p.mq) scores[int64_t(qb) * p.mk + kb] = x;
-            }
-          }
+        for (int c = 0; c < size<1>(O); c += 2) {
+          const int col = get<1>(Oc(r, c));
+          cutlass::Array<Element, 2> pair;
+          pair[0] = Element(O(r, c) * res.inv);
+          pair[1] = Element(O(r, c + 1) * res.inv);
+          *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
         }
-        cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // every read of the slot done
+        if (lse && lane % 4 == 0) lse[grow] = res.lse;
+      }
+      if constexpr (T::kSearch) {  // log2-domain lse; rows past Nq get +inf and add 0
+        const float sum = quad_sum(row_sum[r]);
+        const float lse_log2 = grow < p.nq ? row_max[r] * scale_log2 + log2_approx(sum) : INFINITY;
+        if (lane % 4 == 0) ss.search.lse_log2[get<0>(Oc(r, 0))] = lse_log2;
       }
     }
     if constexpr (T::kSearch) {
+      // Scores: consumer warp w sums key blocks w, w + 8, ...; lane l reads rows l + 32 j, so a
+      // query block of 64 rows is j = 0, 1 or 2, 3 and one of 128 all four. Fixed order:
+      // deterministic.
+      constexpr int kWarps = T::kConsumerThreads / 32;
+      static_assert(kBlockM == kSearchRows && kWarps == 8);
+      cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // block lse and lse_log2 visible
+      float row_lse[4];
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < 4; ++j) row_lse[j] = ss.search.lse_log2[lane + 32 * j];
+      float* scores = p.scores + (int64_t(b) * p.heads + h) * p.mq * p.mk;
+      constexpr int kQBlocks = kBlockM / T::kScoreBlock;
+      // The slot was written tile by tile and is mostly out of L2 by now: kUnroll key blocks'
+      // loads are issued before any is used, so a warp waits for memory once per kUnroll blocks
+      // rather than once per block while its SM's tensor cores idle.
+      constexpr int kUnroll = 8;
+      for (int kb0 = warp; kb0 < p.mk; kb0 += kWarps * kUnroll) {
+        float e[kUnroll][4];
+        CUTLASS_PRAGMA_UNROLL
+        for (int u = 0; u < kUnroll; ++u) {
+          const int kb = kb0 + u * kWarps;
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < 4; ++j)
+            e[u][j] = kb < p.mk ? __ldcg(search_ws + int64_t(kb) * kBlockM + lane + 32 * j) : -INFINITY;
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int u = 0; u < kUnroll; ++u) {
+          const int kb = kb0 + u * kWarps;
+          CUTLASS_PRAGMA_UNROLL
+          for (int qi = 0; qi < kQBlocks; ++qi) {
+            float x = 0.f;
+            CUTLASS_PRAGMA_UNROLL
+            for (int j = qi * 4 / kQBlocks; j < (qi + 1) * 4 / kQBlocks; ++j) x += exp2_approx(e[u][j] - row_lse[j]);
+            x = warp_sum(x);
+            const int qb = m_block * kQBlocks + qi;
+            if (lane == 0 && kb < p.mk && qb < p.mq) scores[int64_t(qb) * p.mk + kb] = x;
+          }
+        }
+      }
+      cutlass::arch::NamedBarrier::sync(T::kConsumerThreads, 3);  // every read of the slot done
       if (tid == 0) release_slot(p.search_slots, ss.search.slot);
     }
   }
@@ -675,44 +637,15 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
 }
 
-// CTAs of `kernel` resident at once on the current device (SMs x CTAs per SM), looked up once
-// per kernel and device.
-template <typename Kernel>
-cudaError_t resident_ctas(Kernel kernel, int threads, int smem_bytes, int& ctas) {
-  static std::atomic<int> cache[kMaxDevices] = {};
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  if (dev < kMaxDevices && (ctas = cache[dev].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
-  int sms = 0, per_sm = 0;
-  err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (err == cudaSuccess) err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem_bytes);
-  if (err != cudaSuccess) return err;
-  ctas = sms * per_sm > 0 ? sms * per_sm : 1;
-  if (dev < kMaxDevices) cache[dev].store(ctas, std::memory_order_relaxed);
-  return cudaSuccess;
-}
-
-// Launch a one-dimensional grid over linear tile ids (one tile per T::kBlockM query rows, head
-// and batch entry, tile_scheduler.h) with T's dynamic shared memory: one CTA per tile, or with
-// `persistent` as many CTAs as fit on the device at once, each looping over tiles blockIdx.x,
-// + gridDim.x, ... (only kernels written with that loop).
+// Launch one CTA per T::kBlockM query rows, head and batch entry (a one-dimensional grid over
+// linear tile ids, tile_scheduler.h), with T's dynamic shared memory.
 template <typename T, typename Kernel, typename Params>
-cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream,
-                               bool persistent = false) {
+cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream) {
   const int64_t tiles = linear_tiles<T::kBlockM>(p);
   if (!linear_grid_fits(tiles)) return cudaErrorInvalidConfiguration;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
-  int64_t grid = tiles;
-  if (persistent) {
-    int ctas = 0;
-    err = resident_ctas(kernel, T::kNThreads, T::kSmemBytes, ctas);
-    if (err != cudaSuccess) return err;
-    grid = tiles < ctas ? tiles : ctas;
-  }
-  if (grid == 0) return cudaSuccess;
-  kernel<<<static_cast<unsigned>(grid), T::kNThreads, T::kSmemBytes, stream>>>(prm);
+  kernel<<<static_cast<unsigned>(tiles), T::kNThreads, T::kSmemBytes, stream>>>(prm);
   return cudaGetLastError();
 }
 
@@ -725,9 +658,9 @@ cudaError_t plan_sparse_tiles(AttnParams& p, cudaStream_t stream) {
   return p.order_ws && p.kmax > 0 ? plan_tile_order(p, stream) : cudaSuccess;
 }
 
-// TMA descriptors and launch of a flash_sm90_kernel<T> over p (persistent: launch_query_tiles).
+// TMA descriptors and launch of a flash_sm90_kernel<T> over p.
 template <typename T>
-cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream, bool persistent) {
+cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
   using Element = typename T::Element;
   constexpr int kHeadDim = T::kHeadDim;
   typename T::Params prm;
@@ -739,13 +672,13 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream, bool persiste
                                                           p.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
-  return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream, persistent);
+  return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
 }
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false>
-cudaError_t run_flash(const AttnParams& p, cudaStream_t stream, bool persistent = false) {
+cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
@@ -755,21 +688,21 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream, bool persistent 
     const cudaError_t err = plan_sparse_tiles<T>(q, stream);
     if (err != cudaSuccess) return err;
   }
-  return launch_flash<T>(q, stream, persistent);
+  return launch_flash<T>(q, stream);
 }
 
 // The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
 template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
-cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream, bool persistent = false) {
+cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
   AttnParams q = p;
   q.tile_order = nullptr;
   const cudaError_t err = cudaMemsetAsync(p.search_slots, 0, sizeof(int32_t) * p.search_nslots, stream);
-  return err != cudaSuccess ? err : launch_flash<T>(q, stream, persistent);
+  return err != cudaSuccess ? err : launch_flash<T>(q, stream);
 }
 
 }  // namespace adaspa::sm90

@@ -8,15 +8,12 @@
 
 #include <cuda_runtime_api.h>
 
-#include "adaspa/host_device.h"
 #include "adaspa/params.h"
 
 namespace adaspa {
 
 // Heads and batch entries of one launch: the gridDim.y / gridDim.z limit.
 constexpr int kMaxGridYZ = 65535;
-// Devices whose resident-CTA counts the persistent launches cache (more are looked up each time).
-constexpr int kMaxDevices = 64;
 
 template <int kBlockM>
 inline dim3 attention_grid(const AttnParams& p) {
@@ -31,7 +28,7 @@ struct CtaTile {
 // Hopper kernels: tiles of one launch, the one-dimensional grid's size (<= INT32_MAX, checked by
 // the bindings through linear_grid_fits).
 template <int kBlockM>
-ADASPA_HOST_DEVICE int64_t linear_tiles(const AttnParams& p) {
+inline int64_t linear_tiles(const AttnParams& p) {
   return int64_t((p.nq + kBlockM - 1) / kBlockM) * p.heads * p.batch;
 }
 inline bool linear_grid_fits(int64_t tiles) { return tiles <= 0x7fffffff; }
@@ -48,17 +45,12 @@ __device__ __forceinline__ CtaTile cta_tile() {
   return {static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
 }
 
-// The tile_index-th tile of the launch (blockIdx.x when every tile has its own CTA).
-template <int kBlockM>
-__device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p, int tile_index) {
-  const int tiles = (p.nq + kBlockM - 1) / kBlockM;
-  const int t = p.tile_order ? __ldg(p.tile_order + tile_index) : tile_index;
-  const int hb = t / tiles;
-  return {t - hb * tiles, hb % p.heads, hb / p.heads};
-}
 template <int kBlockM>
 __device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p) {
-  return linear_cta_tile<kBlockM>(p, static_cast<int>(blockIdx.x));
+  const int tiles = (p.nq + kBlockM - 1) / kBlockM;
+  const int t = p.tile_order ? __ldg(p.tile_order + blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int hb = t / tiles;
+  return {t - hb * tiles, hb % p.heads, hb / p.heads};
 }
 #endif
 
