@@ -7,8 +7,9 @@
 //        data like bench_kernels.py instead of uniform [-1, 1))
 //        (LAB_HOPPER=1: also the sm_90a sparse kernel, checked and timed beside the portable one,
 //        and at block 64 the sm_90a wide-key-tile variant (row "sm90w", LAB_NOWIDE=1 leaves it
-//        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, and the two-pass
-//        dense + score kernels "sm90 2p") and block_scores;
+//        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the two-pass
+//        dense + score kernels "sm90 2p", the one pass with the early softmax "sm90 es") and
+//        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
@@ -132,6 +133,13 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
   else return sm90::run_flash<Elem, D, BS, false, true>(p, nullptr);
 }
 
+// The ping-pong with the softmax of block j + 1 under the warpgroup's own P V of block j
+// (kEarlySoftmax, rows "sm90 es"): the block-128 sparse kernel the op runs, and the one-pass search.
+template <int D, int BS>
+cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem, D, BS, false, true, true>(p, nullptr); }
+template <int D, int BS>
+cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -241,12 +249,14 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[9]) {
+void kernels(Launch (&k)[11]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
   k[5] = launch_search_sm90<D, BS>, k[6] = launch_score_sm90<D, BS>;
   k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_2pass<D, BS>;
+  if constexpr (BS == 128) k[9] = launch_sm90_early<D, BS>;
+  k[10] = launch_search_early<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -254,7 +264,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[9] = {};
+  Launch k[11] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -370,16 +380,22 @@ int main(int argc, char** argv) {
       const double msl = check_and_time(k[7], errl);
       std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 lr %.3f ms  %.1f TF/s  max_abs_err %.2e  "
                   "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, msl, flops / msl * 1e-9, errl, ms_op / msl);
+      if (k[9]) {  // the op's block-128 kernel with the early softmax, against the op's kernel
+        double erre = 0;
+        const double mse = check_and_time(k[9], erre);
+        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 es %.3f ms  %.1f TF/s  max_abs_err %.2e  "
+                    "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, mse, flops / mse * 1e-9, erre, ms_op / mse);
+      }
     }
   }
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
-    // 2p: the dense flash kernel, then the score kernel
-    const char* names[3] = {"portable", "sm90", "sm90 2p"};
-    const Launch searches[3] = {k[1], k[5], k[8]};
-    const Launch score_fns[3] = {k[2], k[6], k[6]};
-    for (int path = 0; path < (hopper ? 3 : 1); ++path) {
+    // 2p: the dense flash kernel, then the score kernel; es: the one pass with the early softmax
+    const char* names[4] = {"portable", "sm90", "sm90 2p", "sm90 es"};
+    const Launch searches[4] = {k[1], k[5], k[8], k[10]};
+    const Launch score_fns[4] = {k[2], k[6], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

@@ -48,8 +48,11 @@ using namespace cute;
 // rescale of O and the quad reductions of the max (launch_sm90.h says which ops run it).
 // kScoreBlock (64 or 128; 0: none): the one-pass attn_search, a dense pass that also writes the
 // block scores of blocks of this size (see "One-pass block scores" below).
+// kEarlySoftmax (lab, block-128 arrangement): a turn issues Q K^T of block j + 1 before P V of
+// block j and the softmax of j + 1 starts once its Q K^T is done, under the warpgroup's own P V
+// (O is rescaled after that P V), instead of after both.
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -58,6 +61,8 @@ struct FlashSparseTraits {
   static constexpr bool kLazyRescale = kLazyRescale_;
   static constexpr int kScoreBlock = kScoreBlock_;
   static constexpr bool kSearch = kScoreBlock > 0;
+  static constexpr bool kEarlySoftmax = kEarlySoftmax_;
+  static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
   static_assert(!kSearch || (kDense && kBlockSize == 128 && (kScoreBlock == 64 || kScoreBlock == 128)),
@@ -433,8 +438,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         }
       }
     };
-    // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first.
-    auto softmax = [&](int blk) {
+    // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first;
+    // o: O, or (kEarlySoftmax, P V in flight) a stand-in the lazy softmax rescales instead.
+    auto softmax = [&](int blk, auto& o) {
       if (blk == ntiles - 1 && last_cols < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c)
@@ -444,10 +450,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
           }
       }
       if constexpr (T::kSearch) {
-        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2, pending_parts);
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2, pending_parts);
         pending_blk = blk;
       } else {
-        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, O, scale_log2);
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2);
       }
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
@@ -462,6 +468,27 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
 
     auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
+    // kEarlySoftmax: the lazy softmax ran on a stand-in for O; O follows once its P V is done, by
+    // the factor the running max moved (warp-uniform, as the lazy softmax's own rescale).
+    Tensor o_none = make_tensor<float>(Shape<Int<kRows>, _1>{});
+    float early_max[kRows];
+    auto rescale_o_early = [&]() {
+      if constexpr (T::kLazyRescale) {
+        bool moved = false;
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < kRows; ++r) moved |= row_max[r] != early_max[r];
+        if (__any_sync(0xffffffffu, moved)) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int r = 0; r < kRows; ++r) {
+            const float c = exp2_approx((early_max[r] - row_max[r]) * scale_log2);
+            CUTLASS_PRAGMA_UNROLL
+            for (int col = 0; col < size<1>(O); ++col) O(r, col) *= c;
+          }
+        }
+      } else {
+        rescale_o();
+      }
+    };
     // Every consumer warp walks the list itself (the producer does too), so no block index passes
     // through shared memory.
     auto list = make_cursor();
@@ -487,28 +514,67 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         release(&ss.empty_k[0]);
-        softmax(first);
+        softmax(first, O);
         to_p();
-        for (;;) {
-          const int s = n % kStages, s1 = (n + 1) % kStages;
-          const int next = list.next(p, lane);
-          if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+        if constexpr (T::kEarlySoftmax) {
+          // Every issue inside the loop is unconditional and the last P V is peeled, so ptxas can
+          // track which group the wait<1> leaves in flight (a conditional issue serialises them).
+          for (;;) {
+            const int s = n % kStages, s1 = (n + 1) % kStages;
+            const int next = list.next(p, lane);
+            if (next < 0) break;
+            ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+            ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+            take_turn();
+            wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+            wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+            pass_turn();
+            store_pending();
+            warpgroup_wait<1>();  // Q K^T (the older group) done, P V may still run
+            warpgroup_fence_operand(tSrS);
+            release(&ss.empty_k[s1]);
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < kRows; ++r) early_max[r] = row_max[r];
+            softmax(next, o_none);
+            warpgroup_wait<0>();
+            warpgroup_fence_operand(tOrO);
+            release(&ss.empty_v[s]);
+            ++n;
+            rescale_o_early();
+            to_p();
+          }
+          const int s = n % kStages;
           ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
           take_turn();
           wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-          if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
-          if (next >= 0 || wg == 0) pass_turn();
+          if (wg == 0) pass_turn();
           store_pending();
           warpgroup_wait<0>();
           warpgroup_fence_operand(tOrO);
-          warpgroup_fence_operand(tSrS);
           release(&ss.empty_v[s]);
           ++n;
-          if (next < 0) break;
-          release(&ss.empty_k[s1]);
-          softmax(next);
-          rescale_o();
-          to_p();
+        } else {
+          for (;;) {
+            const int s = n % kStages, s1 = (n + 1) % kStages;
+            const int next = list.next(p, lane);
+            if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+            ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+            take_turn();
+            wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+            if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+            if (next >= 0 || wg == 0) pass_turn();
+            store_pending();
+            warpgroup_wait<0>();
+            warpgroup_fence_operand(tOrO);
+            warpgroup_fence_operand(tSrS);
+            release(&ss.empty_v[s]);
+            ++n;
+            if (next < 0) break;
+            release(&ss.empty_k[s1]);
+            softmax(next, O);
+            rescale_o();
+            to_p();
+          }
         }
       }
     } else {
@@ -526,7 +592,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         release(&ss.empty_k[s]);
-        softmax(blk);
+        softmax(blk, O);
         rescale_o();
         to_p();
         ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
@@ -677,9 +743,10 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
-template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
+          bool kEarlySoftmax = false>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale>;
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {
@@ -694,9 +761,9 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
 // The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false>
 cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize>;
+  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kEarlySoftmax>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
   AttnParams q = p;
