@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
         if (!(err < 2e-2)) status = 1;
         return time_ms(fn, p, iters, a, b);
       };
-      double err90 = 0, errw = 0, errl = 0;
+      double err90 = 0, errw = 0;
       const double ms90 = check_and_time(k[3], err90);
       std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90   %.3f ms  %.1f TF/s  max_abs_err %.2e  "
                   "(%.2fx portable)\n", D, BS, N, H, density, keep, ms90, flops / ms90 * 1e-9, err90, ms / ms90);
@@ -376,16 +376,16 @@ int main(int argc, char** argv) {
                     "(%.2fx portable, %.2fx sm90)\n", D, BS, N, H, density, keep, msw, flops / msw * 1e-9, errw,
                     ms / msw, ms90 / msw);
       }
-      // the op's kernel with lazy rescaling, against the op's kernel
-      const double msl = check_and_time(k[7], errl);
-      std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 lr %.3f ms  %.1f TF/s  max_abs_err %.2e  "
-                  "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, msl, flops / msl * 1e-9, errl, ms_op / msl);
-      if (k[9]) {  // the op's block-128 kernel with the early softmax, against the op's kernel
-        double erre = 0;
-        const double mse = check_and_time(k[9], erre);
-        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 es %.3f ms  %.1f TF/s  max_abs_err %.2e  "
-                    "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, mse, flops / mse * 1e-9, erre, ms_op / mse);
-      }
+      // a variant of the op's kernel, checked, timed and set against it
+      auto variant = [&](const char* name, Launch fn) {
+        double err = 0;
+        const double msv = check_and_time(fn, err);
+        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  %s %.3f ms  %.1f TF/s  max_abs_err %.2e  "
+                    "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, name, msv, flops / msv * 1e-9, err,
+                    ms_op / msv);
+      };
+      variant("sm90 lr", k[7]);             // lazy rescaling of O
+      if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
     }
   }
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one

@@ -468,23 +468,19 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
 
     auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
-    // kEarlySoftmax: the lazy softmax ran on a stand-in for O; O follows once its P V is done, by
-    // the factor the running max moved (warp-uniform, as the lazy softmax's own rescale).
-    Tensor o_none = make_tensor<float>(Shape<Int<kRows>, _1>{});
-    float early_max[kRows];
+    // kEarlySoftmax: the lazy softmax runs while P V still accumulates into O, so it rescales a
+    // stand-in for O (one column of ones) instead; once P V is done, O takes the stand-in's factors
+    // (skipped when none moved: the lazy softmax's decision is warp-uniform).
+    Tensor o_stand_in = make_tensor<float>(Shape<Int<kRows>, _1>{});
     auto rescale_o_early = [&]() {
       if constexpr (T::kLazyRescale) {
         bool moved = false;
         CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRows; ++r) moved |= row_max[r] != early_max[r];
-        if (__any_sync(0xffffffffu, moved)) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int r = 0; r < kRows; ++r) {
-            const float c = exp2_approx((early_max[r] - row_max[r]) * scale_log2);
-            CUTLASS_PRAGMA_UNROLL
-            for (int col = 0; col < size<1>(O); ++col) O(r, col) *= c;
-          }
+        for (int r = 0; r < kRows; ++r) {
+          correction[r] = o_stand_in(r, 0);
+          moved |= correction[r] != 1.f;
         }
+        if (__any_sync(0xffffffffu, moved)) rescale_tile<false>(O, correction);
       } else {
         rescale_o();
       }
@@ -533,9 +529,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             warpgroup_wait<1>();  // Q K^T (the older group) done, P V may still run
             warpgroup_fence_operand(tSrS);
             release(&ss.empty_k[s1]);
-            CUTLASS_PRAGMA_UNROLL
-            for (int r = 0; r < kRows; ++r) early_max[r] = row_max[r];
-            softmax(next, o_none);
+            fill(o_stand_in, 1.f);
+            softmax(next, o_stand_in);
             warpgroup_wait<0>();
             warpgroup_fence_operand(tOrO);
             release(&ss.empty_v[s]);
