@@ -10,7 +10,8 @@
 //        out); with LAB_SEARCH=1 also the sm_90a attn_search (the op's one pass, the two-pass
 //        dense + score kernels "sm90 2p", the one pass with the early softmax "sm90 es") and
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
-//        the sparse kernel the op runs with lazy rescaling of O, row "sm90 lr";
+//        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
+//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
@@ -125,8 +126,9 @@ cudaError_t launch_search_2pass(const AttnParams& p) {
   return err != cudaSuccess ? err : launch_score_sm90<D, BS>(p);
 }
 
-// The sparse kernel the op runs, rescaling O lazily (row "sm90 lr": kLazyRescale, the portable
-// kernels' online_softmax_update): the wide variant at D 128 block 64, else flash_sm90_kernel.
+// The sparse kernel rescaling O lazily, without the early softmax (row "sm90 lr": kLazyRescale,
+// the portable kernels' online_softmax_update): the wide variant at D 128 block 64, else
+// flash_sm90_kernel.
 template <int D, int BS>
 cudaError_t launch_sm90_lazy(const AttnParams& p) {
   if constexpr (D == 128 && BS == 64) return sm90::run_flash_sparse_wide<Elem, D, BS, true>(p, nullptr);
@@ -134,7 +136,8 @@ cudaError_t launch_sm90_lazy(const AttnParams& p) {
 }
 
 // The ping-pong with the softmax of block j + 1 under the warpgroup's own P V of block j
-// (kEarlySoftmax, rows "sm90 es"): the block-128 sparse kernel the op runs, and the one-pass search.
+// (kEarlySoftmax, rows "sm90 es"): the block-128 sparse kernel and the one-pass search (what the
+// op runs at D 128).
 template <int D, int BS>
 cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem, D, BS, false, true, true>(p, nullptr); }
 template <int D, int BS>

@@ -48,9 +48,9 @@ using namespace cute;
 // rescale of O and the quad reductions of the max (launch_sm90.h says which ops run it).
 // kScoreBlock (64 or 128; 0: none): the one-pass attn_search, a dense pass that also writes the
 // block scores of blocks of this size (see "One-pass block scores" below).
-// kEarlySoftmax (lab, block-128 arrangement): a turn issues Q K^T of block j + 1 before P V of
-// block j and the softmax of j + 1 starts once its Q K^T is done, under the warpgroup's own P V
-// (O is rescaled after that P V), instead of after both.
+// kEarlySoftmax (block-128 arrangement; launch_sm90.h says which ops run it): a turn issues
+// Q K^T of block j + 1 before P V of block j and the softmax of j + 1 starts once its Q K^T is
+// done, under the warpgroup's own P V (O is rescaled after that P V), instead of after both.
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
           int kScoreBlock_ = 0, bool kEarlySoftmax_ = false>
 struct FlashSparseTraits {
