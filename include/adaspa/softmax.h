@@ -89,6 +89,89 @@ __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], f
   online_softmax_update<1>(row_max, row_sum, s_rc, o_rc, scale_log2, unused);
 }
 
+// exp_row with P written to row mi of p_rc (converted to its element type), s_rc unchanged.
+template <int kParts, typename TensorS, typename TensorP>
+__device__ __forceinline__ float exp_row_into(const TensorS& s_rc, TensorP& p_rc, int mi, float scale_log2,
+                                              float offset, float (&parts)[kParts]) {
+  using Element = typename TensorP::value_type;
+  constexpr int kCols = decltype(cute::size<1>(s_rc))::value;
+  static_assert(kCols % kParts == 0);
+  float sum[kParts];
+#pragma unroll
+  for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
+#pragma unroll
+  for (int nj = 0; nj < kCols; ++nj) {
+    const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - offset);
+    p_rc(mi, nj) = Element(e);
+    sum[nj / (kCols / kParts)] += e;
+  }
+  float total = sum[0];
+#pragma unroll
+  for (int j = 0; j < kParts; ++j) {
+    parts[j] = sum[j];
+    if (j > 0) total += sum[j];
+  }
+  return total;
+}
+
+// online_softmax_update with P written to p_rc (another (row, col) view of the tile, e.g. the
+// 16-bit A operand of P V) and s_rc left as it is, so that the exponentials need not wait for the
+// tile's max: they use the running max as it stands, which is the right one unless the tile grows
+// some row's max by more than kRescaleLog2. The max reduction (kChains interleaved chains per row
+// instead of one chain of a max per column) then runs beside the exponentials rather than before
+// them. When the running max does move (a row's first tile, max -inf; a large growth) the
+// exponentials are recomputed from s_rc after the rescale. Same results as online_softmax_update
+// followed by a conversion of P (the arithmetic per element is the same).
+template <int kParts, int kRows, typename TensorS, typename TensorP, typename TensorO>
+__device__ __forceinline__ void online_softmax_update_into(float (&row_max)[kRows], float (&row_sum)[kRows],
+                                                           const TensorS& s_rc, TensorP& p_rc, TensorO& o_rc,
+                                                           float scale_log2, float (&parts)[kRows][kParts]) {
+  using cute::size;
+  constexpr int kCols = decltype(size<1>(s_rc))::value;
+  constexpr int kChains = 4;
+  static_assert(kCols % kChains == 0);
+  auto exps = [&](int mi, float offset, float (&part)[kParts]) {
+    return exp_row_into(s_rc, p_rc, mi, scale_log2, offset, part);
+  };
+  float mx[kRows];
+  bool first = false;
+#pragma unroll
+  for (int mi = 0; mi < kRows; ++mi) {
+    float m[kChains];
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) m[c] = row_max[mi];
+#pragma unroll
+    for (int nj = 0; nj < kCols; ++nj) m[nj % kChains] = fmaxf(m[nj % kChains], s_rc(mi, nj));
+    mx[mi] = fmaxf(fmaxf(m[0], m[1]), fmaxf(m[2], m[3]));
+    first |= row_max[mi] == -INFINITY;
+  }
+  if (!__any_sync(0xffffffffu, first)) {  // warp-uniform
+    float sums[kRows];
+    bool grow = false;
+#pragma unroll
+    for (int mi = 0; mi < kRows; ++mi) {
+      sums[mi] = exps(mi, row_max[mi] * scale_log2, parts[mi]);
+      grow |= (mx[mi] - row_max[mi]) * scale_log2 > kRescaleLog2;
+    }
+    if (!__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+      for (int mi = 0; mi < kRows; ++mi) row_sum[mi] += sums[mi];
+      return;
+    }
+  }
+#pragma unroll
+  for (int mi = 0; mi < kRows; ++mi) {
+    const float m = quad_max(mx[mi]);
+    const float correction = exp2_approx((row_max[mi] - m) * scale_log2);
+    row_max[mi] = m;
+    row_sum[mi] *= correction;
+#pragma unroll
+    for (int nj = 0; nj < size<1>(o_rc); ++nj) o_rc(mi, nj) *= correction;
+  }
+#pragma unroll
+  for (int mi = 0; mi < kRows; ++mi) row_sum[mi] += exps(mi, row_max[mi] * scale_log2, parts[mi]);
+}
+
 // The end of a row: its sum over the quad -> 1 / sum and the natural-log lse. A row that visited
 // no key (sum 0) gets 0 and -inf.
 struct SoftmaxRowResult {
