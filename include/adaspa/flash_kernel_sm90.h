@@ -51,11 +51,8 @@ using namespace cute;
 // kEarlySoftmax (block-128 arrangement; launch_sm90.h says which ops run it): a turn issues
 // Q K^T of block j + 1 before P V of block j and the softmax of j + 1 starts once its Q K^T is
 // done, under the warpgroup's own P V (O is rescaled after that P V), instead of after both.
-// kIntoP (lab; lazy softmax, not with kEarlySoftmax): online_softmax_update_into (softmax.h), the
-// exponentials written straight into the P V operand against the running max, beside the tile's
-// max reduction instead of after it.
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, bool kIntoP_ = false>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -65,8 +62,6 @@ struct FlashSparseTraits {
   static constexpr int kScoreBlock = kScoreBlock_;
   static constexpr bool kSearch = kScoreBlock > 0;
   static constexpr bool kEarlySoftmax = kEarlySoftmax_;
-  static constexpr bool kIntoP = kIntoP_;
-  static_assert(!kIntoP || (kLazyRescale && !kEarlySoftmax), "kIntoP is a lazy softmax; P V(j) reads P under the early one");
   static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
@@ -443,9 +438,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         }
       }
     };
-    Tensor rP = make_tensor<Element>(tSrS.layout());
-    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
-    Tensor P = make_tensor(rP.data(), rowcol(tSrS.layout()));
     // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first;
     // o: O, or (kEarlySoftmax, P V in flight) a stand-in the lazy softmax rescales instead.
     auto softmax = [&](int blk, auto& o) {
@@ -457,26 +449,18 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
           }
       }
-      if constexpr (T::kIntoP) {
-        if constexpr (T::kSearch) {
-          online_softmax_update_into(row_max, row_sum, S, P, o, scale_log2, pending_parts);
-          pending_blk = blk;
-        } else {
-          float unused[kRows][1];
-          online_softmax_update_into(row_max, row_sum, S, P, o, scale_log2, unused);
-        }
-      } else if constexpr (T::kSearch) {
+      if constexpr (T::kSearch) {
         softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2, pending_parts);
         pending_blk = blk;
       } else {
         softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2);
       }
     };
-    auto to_p = [&]() {  // (kIntoP: the softmax wrote P)
-      if constexpr (!T::kIntoP) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
-      }
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    auto to_p = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
     };
     auto release = [&](uint64_t* bar) {
       __syncwarp();
@@ -755,10 +739,9 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false, bool kIntoP = false>
+          bool kEarlySoftmax = false>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
-                              kIntoP>;
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {
@@ -773,10 +756,9 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
 // The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false,
-          bool kIntoP = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false>
 cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kEarlySoftmax, kIntoP>;
+  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kEarlySoftmax>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
   AttnParams q = p;
