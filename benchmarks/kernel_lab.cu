@@ -11,8 +11,7 @@
 //        dense + score kernels "sm90 2p", the one pass with the early softmax "sm90 es") and
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
-//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; block_scores
-//        summed by mma.sync, search row "sm90 ms";
+//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90";
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
@@ -144,10 +143,6 @@ cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem
 template <int D, int BS>
 cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
-// block_scores summing its exponentials with mma.sync against ones (ScoreTraits kMmaSums; "sm90 ms").
-template <int D, int BS>
-cudaError_t launch_score_mma(const AttnParams& p) { return sm90::run_score<Elem, D, BS, true>(p, nullptr); }
-
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -257,7 +252,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[12]) {
+void kernels(Launch (&k)[11]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -265,7 +260,6 @@ void kernels(Launch (&k)[12]) {
   k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_2pass<D, BS>;
   if constexpr (BS == 128) k[9] = launch_sm90_early<D, BS>;
   k[10] = launch_search_early<D, BS>;
-  k[11] = launch_score_mma<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -273,7 +267,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[12] = {};
+  Launch k[11] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -401,11 +395,10 @@ int main(int argc, char** argv) {
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
     // 2p: the dense flash kernel, then the score kernel; es: the one pass with the early softmax
-    // ms: block_scores with the mma.sync sums (the attn_search column repeats "sm90")
-    const char* names[5] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 ms"};
-    const Launch searches[5] = {k[1], k[5], k[8], k[10], k[5]};
-    const Launch score_fns[5] = {k[2], k[6], k[6], k[6], k[11]};
-    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
+    const char* names[4] = {"portable", "sm90", "sm90 2p", "sm90 es"};
+    const Launch searches[4] = {k[1], k[5], k[8], k[10]};
+    const Launch score_fns[4] = {k[2], k[6], k[6], k[6]};
+    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

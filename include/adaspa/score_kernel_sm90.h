@@ -33,12 +33,8 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-// kMmaSums (lab): the exponentials, scaled by 2^kMmaScaleLog2 and rounded to fp16, are summed by
-// mma.sync against a column of ones (the accumulator layout is the m16n8k16 A operand's) instead
-// of one FADD each.
-template <typename Element_, int kHeadDim_, int kBlockSize_, bool kMmaSums_ = false>
+template <typename Element_, int kHeadDim_, int kBlockSize_>
 struct ScoreTraits {
-  static constexpr bool kMmaSums = kMmaSums_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -202,12 +198,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     }
     const float scale_log2 = prm.scale_log2;
     const int last_cols = p.nk - (ntiles - 1) * kBlockN;  // valid columns of the last tile
-    // kMmaSums: exp2(x + kMmaScaleLog2) keeps the fp16 exponentials clear of fp16's subnormals
-    // (values <= 2^kMmaScaleLog2 of a row's mass <= 1 per element, far below fp16's 65504).
-    constexpr int kMmaScaleLog2 = 10;
-    float lse_up[kRows];
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < kRows; ++r) lse_up[r] = lse_log2[r] - kMmaScaleLog2;
 
     // Tile t's S (in tSrS): exponentials summed per key block of the tile, per warp, handed to the
     // writer; masked: the last tile, with columns past Nk. Column c of the (row, col) view is column 8 (c / 2) + 2 (lane % 4) + c % 2 of the tile,
@@ -215,51 +205,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     // the additions from forming one long dependent chain.
     auto reduce_tile = [&](auto& tSrS, int t, auto masked) {
       Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
-      if constexpr (T::kMmaSums) {
-        // k-step kk of m16n8k16 covers columns c = 4 kk .. 4 kk + 3 of the (row, col) view: A regs
-        // (row 0, c 0-1), (row 1, c 0-1), (row 0, c 2-3), (row 1, c 2-3); B = ones; D[0] / D[2]
-        // = sums of rows 0 / 1 over the k-steps.
-        constexpr int kSteps = kCols / 4, kStepsPerHalf = kSteps / kHalves;
-        constexpr float kUp = float(1 << kMmaScaleLog2), kDown = 1.f / kUp;
-        const uint32_t ones = 0x3c003c00u;
-        float sums[kHalves];
-        CUTLASS_PRAGMA_UNROLL
-        for (int hf = 0; hf < kHalves; ++hf) {
-          float d[4] = {0.f, 0.f, 0.f, 0.f};
-          CUTLASS_PRAGMA_UNROLL
-          for (int kk = hf * kStepsPerHalf; kk < (hf + 1) * kStepsPerHalf; ++kk) {
-            uint32_t a[4];
-            CUTLASS_PRAGMA_UNROLL
-            for (int q = 0; q < 4; ++q) {
-              const int r = q % 2, c = 4 * kk + 2 * (q / 2);
-              float e0 = exp2_approx(S(r, c) * scale_log2 - lse_up[r]);
-              float e1 = exp2_approx(S(r, c + 1) * scale_log2 - lse_up[r]);
-              if constexpr (decltype(masked)::value) {
-                if (get<1>(Sc(r, c)) >= last_cols) e0 = 0.f;
-                if (get<1>(Sc(r, c + 1)) >= last_cols) e1 = 0.f;
-              }
-              asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(a[q]) : "f"(e1), "f"(e0));
-            }
-            asm volatile(
-                "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                "{%0, %1, %2, %3};"
-                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(ones), "r"(ones));
-          }
-          // rows g and g + 8 of lane 4 g + t; the four lanes of a g hold the same sums
-          float x = d[0] + d[2];
-          CUTLASS_PRAGMA_UNROLL
-          for (int o = 4; o < 32; o *= 2) x += __shfl_xor_sync(0xffffffffu, x, o);
-          sums[hf] = x * kDown;
-        }
-        const int slot = t % kSlots;
-        if (t >= kSlots) ClusterBarrier::wait(&ss.part_empty[slot], ((t / kSlots) - 1) & 1);
-        if (lane == 0) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int hf = 0; hf < kHalves; ++hf) ss.part[slot][wg][wg_warp][hf] = sums[hf];
-          ClusterBarrier::arrive(&ss.part_full[slot]);
-        }
-      } else {
       float acc[kHalves][4];
       CUTLASS_PRAGMA_UNROLL
       for (int hf = 0; hf < kHalves; ++hf)
@@ -287,7 +232,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
         CUTLASS_PRAGMA_UNROLL
         for (int hf = 0; hf < kHalves; ++hf) ss.part[slot][wg][wg_warp][hf] = sums[hf];
         ClusterBarrier::arrive(&ss.part_full[slot]);
-      }
       }
     };
     auto issue = [&](auto& tSrS, int t) {
@@ -341,9 +285,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, bool kMmaSums = false>
+template <typename Element, int kHeadDim, int kBlockSize>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kMmaSums>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
