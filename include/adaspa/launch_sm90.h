@@ -20,7 +20,7 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   } else if constexpr (kKernel == Kernel::kFlashSearch) {
     // Lazy rescaling of O: 1.00-1.02x on an H200 (D 64 / 128, block 64 / 128, 32K and 119K);
     // the block-lse stores after the hand-over of the tensor cores (flash_kernel_sm90.h).
-    // The early softmax at D 128: 1.02-1.05x on an H200 (block 64 and 128); at D 64 1.00x.
+    // The early softmax at D 128: 1.02-1.06x on an H200 (block 64 and 128); at D 64 1.00x.
     return sm90::run_flash_search<Element, kHeadDim, kBlockSize, true, kHeadDim == 128>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 64 && kHeadDim == 128) {
     // Key tiles of two listed blocks (flash_kernel_sm90_wide.h), O rescaled lazily (softmax.h,
@@ -29,7 +29,7 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128) {
     // O rescaled lazily: 1.04x at D 128, 1.01x at D 64 on an H200. Not at D 64 block 64 (below):
     // there it measured 0.96x (106 registers, 3 CTAs per SM instead of 4). The early softmax at
-    // D 128: 1.00-1.01x on an H200; at D 64 it measured 0.95-0.97x, so not there.
+    // D 128: 1.00-1.04x on an H200; at D 64 it measured 0.95-0.97x, so not there.
     return sm90::run_flash<Element, kHeadDim, kBlockSize, false, true, kHeadDim == 128>(params, stream);
   } else {
     return sm90::run_flash<Element, kHeadDim, kBlockSize, kKernel == Kernel::kFlashDense>(params, stream);
