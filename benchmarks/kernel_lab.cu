@@ -12,6 +12,7 @@
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90";
+//        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2", wrong results, not checked);
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
@@ -143,6 +144,16 @@ cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem
 template <int D, int BS>
 cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
+// LAB_DIAG=1, leave-one-out diagnostics (wrong results, timed only): flash_sm90_kernel as the op
+// runs it at D 64 (lazy at block 128, eager at 64; no early softmax) without its softmax (d1) or
+// without P V (d2); the score kernel without exponentials (d1) or without Q K^T (d2).
+template <int D, int BS, int kDiag>
+cudaError_t launch_sm90_diag(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, BS == 128, false, kDiag>(p, nullptr);
+}
+template <int D, int BS, int kDiag>
+cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kDiag>(p, nullptr); }
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -252,7 +263,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[11]) {
+void kernels(Launch (&k)[15]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -260,6 +271,8 @@ void kernels(Launch (&k)[11]) {
   k[7] = launch_sm90_lazy<D, BS>, k[8] = launch_search_2pass<D, BS>;
   if constexpr (BS == 128) k[9] = launch_sm90_early<D, BS>;
   k[10] = launch_search_early<D, BS>;
+  k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
+  k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
 }
 
 int main(int argc, char** argv) {
@@ -267,7 +280,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[11] = {};
+  Launch k[15] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -389,6 +402,15 @@ int main(int argc, char** argv) {
       };
       variant("sm90 lr", k[7]);             // lazy rescaling of O
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
+      if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
+        auto diag = [&](const char* name, Launch fn) {
+          const double msd = time_ms(fn, p, iters, a, b);
+          std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  %s %.3f ms  (%.2fx the op's kernel's time; "
+                      "diagnostic, unchecked)\n", D, BS, N, H, density, keep, name, msd, msd / ms_op);
+        };
+        diag("sm90 d1 (no softmax)", k[11]);
+        diag("sm90 d2 (no P V)", k[12]);
+      }
     }
   }
   if (std::getenv("LAB_SEARCH") && NK == N) {  // the lse of the last sparse call stands in for a cached one
@@ -423,6 +445,12 @@ int main(int argc, char** argv) {
       std::printf("D=%d bs=%d N=%d H=%d  %s attn_search %.3f ms  block_scores %.3f ms  max |row sum - rows| / rows "
                   "%.2e / %.2e  scores err / tol %.3f / %.3f\n", D, BS, N, H, names[path], t_search, t_score, worst,
                   worst_s, tol, tol_s);
+    }
+    if (hopper && std::getenv("LAB_DIAG")) {
+      const double t_score = time_ms(k[6], p, iters, a, b);
+      const double t1 = time_ms(k[13], p, iters, a, b), t2 = time_ms(k[14], p, iters, a, b);
+      std::printf("D=%d bs=%d N=%d H=%d  block_scores %.3f ms, d1 (no exponentials) %.3f ms (%.2fx), d2 (no Q K^T) "
+                  "%.3f ms (%.2fx); diagnostic, unchecked\n", D, BS, N, H, t_score, t1, t1 / t_score, t2, t2 / t_score);
     }
   }
   return status;

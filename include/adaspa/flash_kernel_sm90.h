@@ -51,8 +51,11 @@ using namespace cute;
 // kEarlySoftmax (block-128 arrangement; launch_sm90.h says which ops run it): a turn issues
 // Q K^T of block j + 1 before P V of block j and the softmax of j + 1 starts once its Q K^T is
 // done, under the warpgroup's own P V (O is rescaled after that P V), instead of after both.
+// kDiag (lab diagnostics, wrong results; 0 in every op): 1 leaves the softmax out (P = S as it
+// is), 2 leaves P V out (the K / V ring and its barriers run as usual), to see what a loop step's
+// time is made of.
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -62,6 +65,8 @@ struct FlashSparseTraits {
   static constexpr int kScoreBlock = kScoreBlock_;
   static constexpr bool kSearch = kScoreBlock > 0;
   static constexpr bool kEarlySoftmax = kEarlySoftmax_;
+  static constexpr int kDiag = kDiag_;
+  static_assert(kDiag == 0 || (kDiag <= 2 && !kEarlySoftmax && !kSearch), "diagnostics: plain sparse / dense kernels");
   static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
@@ -441,6 +446,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // Online softmax of the S tile of block blk (softmax_tile), its columns past Nk masked first;
     // o: O, or (kEarlySoftmax, P V in flight) a stand-in the lazy softmax rescales instead.
     auto softmax = [&](int blk, auto& o) {
+      if constexpr (T::kDiag == 1) return;
       if (blk == ntiles - 1 && last_cols < kBlockN) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(S); ++c)
@@ -523,7 +529,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
             take_turn();
             wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
-            wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+            if constexpr (T::kDiag != 2) wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
             pass_turn();
             store_pending();
             warpgroup_wait<1>();  // Q K^T (the older group) done, P V may still run
@@ -541,7 +547,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
           const int s = n % kStages;
           ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
           take_turn();
-          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          if constexpr (T::kDiag != 2) wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
           if (wg == 0) pass_turn();
           store_pending();
           warpgroup_wait<0>();
@@ -555,7 +561,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             if (next >= 0) ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
             ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
             take_turn();
-            wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+            if constexpr (T::kDiag != 2) wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
             if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
             if (next >= 0 || wg == 0) pass_turn();
             store_pending();
@@ -591,7 +597,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         rescale_o();
         to_p();
         ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
-        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        if constexpr (T::kDiag != 2) wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         release(&ss.empty_v[s]);
@@ -739,9 +745,10 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false>
+          bool kEarlySoftmax = false, int kDiag = 0>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax>;
+  using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
+                              kDiag>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {

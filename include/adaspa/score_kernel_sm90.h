@@ -33,8 +33,12 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
-template <typename Element_, int kHeadDim_, int kBlockSize_>
+// kDiag (lab diagnostics, wrong scores; 0 in every op): 1 sums S without exponentials, 2 leaves
+// the Q K^T wgmma out (the K ring and its barriers run as usual), to see what a tile's time is
+// made of.
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0>
 struct ScoreTraits {
+  static constexpr int kDiag = kDiag_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -214,7 +218,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float e = exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
+          const float e = T::kDiag == 1 ? S(r, c) : exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -236,7 +240,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     };
     auto issue = [&](auto& tSrS, int t) {
       ClusterTransactionBarrier::wait(&ss.full_k[t % kStages], (t / kStages) & 1);
-      wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
+      if constexpr (T::kDiag != 2) wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
     };
     // Tile t's Q K^T is complete in tSrS: free its K stage, reduce it.
     auto finish = [&](auto& tSrS, int t, auto masked) {
@@ -247,6 +251,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     };
 
     if (ntiles == 0) return;
+    if constexpr (T::kDiag == 2) clear(tSrS0), clear(tSrS1);
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
     // The last tile: masked when partial.
     auto finish_last = [&](auto& tSrS, int t, bool partial) {
@@ -285,9 +290,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize>
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
