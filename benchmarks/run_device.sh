@@ -24,6 +24,25 @@ else
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 T="timeout ${STAGE_TIMEOUT:-480}"
+# The device tool brings back at most 8 files from $OUT. With more (build, test, sanitize, bench
+# and schedule in one call write 9), every file goes into all_logs.tar.gz and only the text reports
+# below stay beside it, so no log is dropped unseen; on exit, also after a failed stage.
+pack_out() {
+  local files
+  mapfile -t files < <(find "$OUT" -type f ! -name all_logs.tar.gz | sort)
+  (( ${#files[@]} <= 8 )) && return 0
+  tar -czf "$OUT/all_logs.tar.gz" -C "$OUT" --exclude=all_logs.tar.gz . || return 0
+  local f
+  for f in "${files[@]}"; do
+    case ${f#"$OUT"/} in
+      gpu.txt | tests.log | sanitize.log | bench_kernels.txt | bench_schedule.txt | bench_e2e.txt | demo.txt) ;;
+      *) rm -f "$f" ;;
+    esac
+  done
+  find "$OUT" -mindepth 1 -type d -empty -delete
+  echo "run_device: ${#files[@]} files in \$OUT, packed into all_logs.tar.gz (text reports kept beside it)"
+}
+trap pack_out EXIT
 # with_clocks FILE MS CMD...: SM clock, power and temperature every MS ms while CMD runs (what moves single timings)
 with_clocks() {
   local file=$1 ms=$2; shift 2
