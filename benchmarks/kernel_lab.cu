@@ -11,7 +11,8 @@
 //        dense + score kernels "sm90 2p", the one pass with the early softmax "sm90 es") and
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
-//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90";
+//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
+//        block-128 kernel with a three-stage K / V ring, row "sm90 s3";
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2", wrong results, not checked);
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
@@ -154,6 +155,14 @@ cudaError_t launch_sm90_diag(const AttnParams& p) {
 template <int D, int BS, int kDiag>
 cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kDiag>(p, nullptr); }
 
+// The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
+// three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
+// resident CTA (four per SM at D 64, two of the wide kernel at D 128), a confound.
+template <int D, int BS>
+cudaError_t launch_sm90_s3(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3>(p, nullptr);
+}
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -263,7 +272,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[15]) {
+void kernels(Launch (&k)[16]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -273,6 +282,7 @@ void kernels(Launch (&k)[15]) {
   k[10] = launch_search_early<D, BS>;
   k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
+  if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -280,7 +290,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[15] = {};
+  Launch k[16] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -402,6 +412,7 @@ int main(int argc, char** argv) {
       };
       variant("sm90 lr", k[7]);             // lazy rescaling of O
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
+      if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
         auto diag = [&](const char* name, Launch fn) {
           const double msd = time_ms(fn, p, iters, a, b);

@@ -54,8 +54,9 @@ using namespace cute;
 // kDiag (lab diagnostics, wrong results; 0 in every op): 1 leaves the softmax out (P = S as it
 // is), 2 leaves P V out (the K / V ring and its barriers run as usual), to see what a loop step's
 // time is made of.
+// kStages: depth of the K / V ring (2 in every op; the lab times 3).
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -92,8 +93,10 @@ struct FlashSparseTraits {
   // Block 64: two CTAs share an SM and interleave their softmax and MMA phases (three at D 64,
   // tried together with an overlapped loop, measured 0.89x of two on an H200; NOTES.md).
   static constexpr int kMinCtasPerSm = kConsumerWGs == 1 ? 2 : 1;
-  // K / V ring depth: the producer runs at most this many blocks ahead of the consumers.
-  static constexpr int kStages = 2;
+  // K / V ring depth: the producer runs at most this many blocks ahead of the consumers. Three
+  // stages fit at every shape (D 128 block 128: 32 + 3 x 64 KB of the 227 KB a CTA may have).
+  static constexpr int kStages = kStages_;
+  static_assert(kStages >= 2, "a K / V ring of at least two stages (one in use, one loading)");
 
   using AtomLayout = Layout<Shape<Int<kConsumerWGs>, _1, _1>>;
   using TiledMmaQK = decltype(make_tiled_mma(
@@ -147,6 +150,7 @@ struct FlashSparseTraits {
   };
   // Dynamic shared memory is only 16-byte aligned; the swizzled tiles need 1024.
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than a CTA may have on sm_90");
 };
 
 // (row, col) view of a wgmma accumulator fragment ((2, 2, N/8), MMA_M, MMA_N): each thread holds
@@ -745,10 +749,10 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false, int kDiag = 0>
+          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
-                              kDiag>;
+                              kDiag, kStages>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {
