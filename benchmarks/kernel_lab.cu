@@ -13,7 +13,8 @@
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
 //        block-128 kernel with a three-stage K / V ring, row "sm90 s3";
-//        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2", wrong results, not checked);
+//        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
+//        against their base "d0", which is checked);
 //        needs a 90a build)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
@@ -146,8 +147,9 @@ template <int D, int BS>
 cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
 // LAB_DIAG=1, leave-one-out diagnostics (wrong results, timed only): flash_sm90_kernel as the op
-// runs it at D 64 (lazy at block 128, eager at 64; no early softmax) without its softmax (d1) or
-// without P V (d2); the score kernel without exponentials (d1) or without Q K^T (d2).
+// runs it at D 64 (lazy at block 128, eager at 64; no early softmax; kDiag 0 = the base, row
+// "d0") without its softmax (d1), without P V (d2) or without Q K^T (d3); the score kernel
+// without exponentials (d1) or without Q K^T (d2).
 template <int D, int BS, int kDiag>
 cudaError_t launch_sm90_diag(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, BS == 128, false, kDiag>(p, nullptr);
@@ -272,7 +274,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[16]) {
+void kernels(Launch (&k)[18]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -282,6 +284,7 @@ void kernels(Launch (&k)[16]) {
   k[10] = launch_search_early<D, BS>;
   k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
+  k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
 }
 
@@ -290,7 +293,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[16] = {};
+  Launch k[18] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -414,13 +417,21 @@ int main(int argc, char** argv) {
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
+        // The base: the kernel the diagnostics leave parts out of (the op's at D 64 and at D 128
+        // block 128 but for the early softmax; at D 128 block 64 the 64-wide kernel, not the op's
+        // wide one), checked like the variants.
+        double err0 = 0;
+        const double ms0 = check_and_time(k[17], err0);
+        std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 d0 (the base) %.3f ms  max_abs_err %.2e  "
+                    "(%.2fx the op's kernel)\n", D, BS, N, H, density, keep, ms0, err0, ms_op / ms0);
         auto diag = [&](const char* name, Launch fn) {
           const double msd = time_ms(fn, p, iters, a, b);
-          std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  %s %.3f ms  (%.2fx the op's kernel's time; "
-                      "diagnostic, unchecked)\n", D, BS, N, H, density, keep, name, msd, msd / ms_op);
+          std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  %s %.3f ms  (%.2fx d0's time; "
+                      "diagnostic, unchecked)\n", D, BS, N, H, density, keep, name, msd, msd / ms0);
         };
         diag("sm90 d1 (no softmax)", k[11]);
         diag("sm90 d2 (no P V)", k[12]);
+        diag("sm90 d3 (no Q K^T)", k[16]);
       }
     }
   }

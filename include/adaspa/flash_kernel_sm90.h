@@ -52,8 +52,9 @@ using namespace cute;
 // Q K^T of block j + 1 before P V of block j and the softmax of j + 1 starts once its Q K^T is
 // done, under the warpgroup's own P V (O is rescaled after that P V), instead of after both.
 // kDiag (lab diagnostics, wrong results; 0 in every op): 1 leaves the softmax out (P = S as it
-// is), 2 leaves P V out (the K / V ring and its barriers run as usual), to see what a loop step's
-// time is made of.
+// is), 2 leaves P V out, 3 leaves Q K^T out (S zeroed instead, so it is not live across steps;
+// the K / V ring and its barriers run as usual in all three), to see what a loop step's time is
+// made of.
 // kStages: depth of the K / V ring (2 in every op; the lab times 3).
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
           int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2>
@@ -67,7 +68,7 @@ struct FlashSparseTraits {
   static constexpr bool kSearch = kScoreBlock > 0;
   static constexpr bool kEarlySoftmax = kEarlySoftmax_;
   static constexpr int kDiag = kDiag_;
-  static_assert(kDiag == 0 || (kDiag <= 2 && !kEarlySoftmax && !kSearch), "diagnostics: plain sparse / dense kernels");
+  static_assert(kDiag == 0 || (kDiag <= 3 && !kEarlySoftmax && !kSearch), "diagnostics: plain sparse / dense kernels");
   static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
@@ -515,7 +516,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
         if (wg == 1) pass_turn();
         take_turn();
-        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
+        if constexpr (T::kDiag == 3) clear(tSrS);  // the diagnostic without Q K^T
+        else wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, 0), tSrS);
         pass_turn();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
@@ -566,7 +568,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
             ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
             take_turn();
             if constexpr (T::kDiag != 2) wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
-            if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+            if constexpr (T::kDiag == 3) clear(tSrS);
+            else if (next >= 0) wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
             if (next >= 0 || wg == 0) pass_turn();
             store_pending();
             warpgroup_wait<0>();
@@ -593,7 +596,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
         const int blk = list.next(p, lane);
         if (blk < 0) break;
         ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
-        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
+        if constexpr (T::kDiag == 3) clear(tSrS);
+        else wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         release(&ss.empty_k[s]);
