@@ -12,7 +12,8 @@
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
-//        block-128 kernel with a three-stage K / V ring, row "sm90 s3";
+//        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; the op's kernel with
+//        four chains of the softmax's row max and sums, row "sm90 c4" (not at D 128 block 64);
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -165,6 +166,14 @@ cudaError_t launch_sm90_s3(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3>(p, nullptr);
 }
 
+// The kernel as the op runs it (lazy at block 128, the early softmax at D 128 block 128, eager at
+// D 64 block 64) with the softmax's row max and row sums as four independent chains each instead
+// of one (row "sm90 c4"). Not at D 128 block 64, where the op runs the wide kernel.
+template <int D, int BS>
+cudaError_t launch_sm90_c4(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, BS == 128, D == 128 && BS == 128, 0, 2, 4>(p, nullptr);
+}
+
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
@@ -274,7 +283,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[18]) {
+void kernels(Launch (&k)[19]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -286,6 +295,7 @@ void kernels(Launch (&k)[18]) {
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
   k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
+  if constexpr (D == 64 || BS == 128) k[18] = launch_sm90_c4<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -293,7 +303,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[18] = {};
+  Launch k[19] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -416,6 +426,7 @@ int main(int argc, char** argv) {
       variant("sm90 lr", k[7]);             // lazy rescaling of O
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
+      if (k[18]) variant("sm90 c4", k[18]);  // four chains of the row max and sums
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
         // The base: the kernel the diagnostics leave parts out of (the op's at D 64 and at D 128
         // block 128 but for the early softmax; at D 128 block 64 the 64-wide kernel, not the op's

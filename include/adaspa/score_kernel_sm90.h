@@ -34,8 +34,9 @@ namespace adaspa::sm90 {
 using namespace cute;
 
 // kDiag (lab diagnostics, wrong scores; 0 in every op): 1 sums S without exponentials, 2 leaves
-// the Q K^T wgmma out (the K ring and its barriers run as usual), to see what a tile's time is
-// made of.
+// the Q K^T wgmma out (the K ring and its barriers run as usual; each tile flips the low bit of
+// S by a mask ptxas cannot know, one LOP3 per score: with S a known constant ptxas folded the
+// exponentials to a few per row), to see what a tile's time is made of.
 template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0>
 struct ScoreTraits {
   static constexpr int kDiag = kDiag_;
@@ -240,7 +241,13 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     };
     auto issue = [&](auto& tSrS, int t) {
       ClusterTransactionBarrier::wait(&ss.full_k[t % kStages], (t / kStages) & 1);
-      if constexpr (T::kDiag != 2) wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
+      if constexpr (T::kDiag != 2) {
+        wgmma_issue<true>(mma, tSrQ, tSrK(_, _, _, t % kStages), tSrS);
+      } else {
+        const uint32_t flip = (uint32_t(t) * 2654435761u) >> 31;
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < size(tSrS); ++i) tSrS(i) = __uint_as_float(__float_as_uint(tSrS(i)) ^ flip);
+      }
     };
     // Tile t's Q K^T is complete in tSrS: free its K stage, reduce it.
     auto finish = [&](auto& tSrS, int t, auto masked) {
