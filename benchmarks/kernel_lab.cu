@@ -12,8 +12,8 @@
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
-//        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; the op's kernel with
-//        four chains of the softmax's row max and sums, row "sm90 c4" (not at D 128 block 64);
+//        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; block_scores with two CTAs
+//        per SM, row "sm90 2c";
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -157,6 +157,9 @@ cudaError_t launch_sm90_diag(const AttnParams& p) {
 }
 template <int D, int BS, int kDiag>
 cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kDiag>(p, nullptr); }
+// block_scores with two CTAs per SM (one S tile per consumer, two K stages; row "2c").
+template <int D, int BS>
+cudaError_t launch_score_2c(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 2>(p, nullptr); }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
@@ -164,14 +167,6 @@ cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem
 template <int D, int BS>
 cudaError_t launch_sm90_s3(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3>(p, nullptr);
-}
-
-// The kernel as the op runs it (lazy at block 128, the early softmax at D 128 block 128, eager at
-// D 64 block 64) with the softmax's row max and row sums as four independent chains each instead
-// of one (row "sm90 c4"). Not at D 128 block 64, where the op runs the wide kernel.
-template <int D, int BS>
-cudaError_t launch_sm90_c4(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, BS == 128, D == 128 && BS == 128, 0, 2, 4>(p, nullptr);
 }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
@@ -293,9 +288,9 @@ void kernels(Launch (&k)[19]) {
   k[10] = launch_search_early<D, BS>;
   k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
+  k[18] = launch_score_2c<D, BS>;
   k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
-  if constexpr (D == 64 || BS == 128) k[18] = launch_sm90_c4<D, BS>;
 }
 
 int main(int argc, char** argv) {
@@ -426,7 +421,6 @@ int main(int argc, char** argv) {
       variant("sm90 lr", k[7]);             // lazy rescaling of O
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
-      if (k[18]) variant("sm90 c4", k[18]);  // four chains of the row max and sums
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
         // The base: the kernel the diagnostics leave parts out of (the op's at D 64 and at D 128
         // block 128 but for the early softmax; at D 128 block 64 the 64-wide kernel, not the op's
@@ -450,10 +444,11 @@ int main(int argc, char** argv) {
     // Check: every row of scores sums to the rows of its query block (the lse is the search's own).
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
     // 2p: the dense flash kernel, then the score kernel; es: the one pass with the early softmax
-    const char* names[4] = {"portable", "sm90", "sm90 2p", "sm90 es"};
-    const Launch searches[4] = {k[1], k[5], k[8], k[10]};
-    const Launch score_fns[4] = {k[2], k[6], k[6], k[6]};
-    for (int path = 0; path < (hopper ? 4 : 1); ++path) {
+    // 2c: the op's one pass, then block_scores with two CTAs per SM
+    const char* names[5] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 2c"};
+    const Launch searches[5] = {k[1], k[5], k[8], k[10], k[5]};
+    const Launch score_fns[5] = {k[2], k[6], k[6], k[6], k[18]};
+    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

@@ -56,10 +56,8 @@ using namespace cute;
 // the K / V ring and its barriers run as usual in all three), to see what a loop step's time is
 // made of.
 // kStages: depth of the K / V ring (2 in every op; the lab times 3).
-// kChains: independent dependency chains of the softmax's row max and row sums (softmax.h,
-// row_max_of / exp_row; 1 in every op, the lab times 4).
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, int kChains_ = 1>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2>
 struct FlashSparseTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -70,7 +68,6 @@ struct FlashSparseTraits {
   static constexpr bool kSearch = kScoreBlock > 0;
   static constexpr bool kEarlySoftmax = kEarlySoftmax_;
   static constexpr int kDiag = kDiag_;
-  static constexpr int kChains = kChains_;
   static_assert(kDiag == 0 || (kDiag <= 3 && !kEarlySoftmax && !kSearch), "diagnostics: plain sparse / dense kernels");
   static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
@@ -180,29 +177,32 @@ __device__ __forceinline__ auto acc_as_operand_a(Layout l) {
 // online_softmax_update (softmax.h), which moves the maximum only on a large growth and rescales O
 // itself. Shared by the flash and the wide kernel.
 // parts[r]: exp_row's part sums of row r (softmax.h); after the call P = exp2(s * scale_log2 -
-// row_max[r] * scale_log2) in both variants. kChains: independent chains of the row max and sums.
-template <bool kLazy, int kChains = 1, int kParts, int kRows, typename TensorS, typename TensorO>
+// row_max[r] * scale_log2) in both variants.
+template <bool kLazy, int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
                                              float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2,
                                              float (&parts)[kRows][kParts]) {
   if constexpr (kLazy) {
-    online_softmax_update<kParts, kChains>(row_max, row_sum, S, O, scale_log2, parts);
+    online_softmax_update<kParts>(row_max, row_sum, S, O, scale_log2, parts);
   } else {
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      const float mx = quad_max(row_max_of<kChains>(S, r, row_max[r]));
+      float mx = row_max[r];
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < size<1>(S); ++c) mx = fmaxf(mx, S(r, c));
+      mx = quad_max(mx);
       correction[r] = exp2_approx((row_max[r] - mx) * scale_log2);
       row_max[r] = mx;
-      row_sum[r] = row_sum[r] * correction[r] + exp_row<kChains>(S, r, scale_log2, mx * scale_log2, parts[r]);
+      row_sum[r] = row_sum[r] * correction[r] + exp_row(S, r, scale_log2, mx * scale_log2, parts[r]);
     }
   }
 }
 
-template <bool kLazy, int kChains = 1, int kRows, typename TensorS, typename TensorO>
+template <bool kLazy, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void softmax_tile(float (&row_max)[kRows], float (&row_sum)[kRows],
                                              float (&correction)[kRows], TensorS& S, TensorO& O, float scale_log2) {
   float unused[kRows][1];
-  softmax_tile<kLazy, kChains>(row_max, row_sum, correction, S, O, scale_log2, unused);
+  softmax_tile<kLazy>(row_max, row_sum, correction, S, O, scale_log2, unused);
 }
 
 // O *= correction per row after an eager softmax_tile (nothing to do after a lazy one).
@@ -461,10 +461,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
           }
       }
       if constexpr (T::kSearch) {
-        softmax_tile<T::kLazyRescale, T::kChains>(row_max, row_sum, correction, S, o, scale_log2, pending_parts);
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2, pending_parts);
         pending_blk = blk;
       } else {
-        softmax_tile<T::kLazyRescale, T::kChains>(row_max, row_sum, correction, S, o, scale_log2);
+        softmax_tile<T::kLazyRescale>(row_max, row_sum, correction, S, o, scale_log2);
       }
     };
     Tensor rP = make_tensor<Element>(tSrS.layout());
@@ -753,10 +753,10 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2, int kChains = 1>
+          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
-                              kDiag, kStages, kChains>;
+                              kDiag, kStages>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {

@@ -37,9 +37,14 @@ using namespace cute;
 // the Q K^T wgmma out (the K ring and its barriers run as usual; each tile flips the low bit of
 // S by a mask ptxas cannot know, one LOP3 per score: with S a known constant ptxas folded the
 // exponentials to a few per row), to see what a tile's time is made of.
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0>
+// kCtasPerSm (1 in every op; the lab times 2): 2 gives each consumer one S tile and the ring two
+// stages, so two CTAs (four consumer warps per scheduler instead of two) share an SM; the TMA and
+// writer warps are then the only others (no setmaxnreg: 320 threads x 96 registers).
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = 1>
 struct ScoreTraits {
   static constexpr int kDiag = kDiag_;
+  static constexpr int kCtasPerSm = kCtasPerSm_;
+  static_assert(kCtasPerSm == 1 || kCtasPerSm == 2);
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -52,14 +57,15 @@ struct ScoreTraits {
   // Each consumer holds two S tiles (the one being exponentiated and the one in the tensor cores),
   // 128 registers, more than a 12-warp CTA's 168 allow with the rest; the producer warpgroup
   // (a TMA warp and the writer warp working) hands registers over, as in the flash kernel.
-  static constexpr int kProducerThreads = 128;
+  static constexpr int kProducerThreads = kCtasPerSm == 1 ? 128 : 64;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kSBuffers = kCtasPerSm == 1 ? 2 : 1;
   // Two S tiles per consumer: one reduced while the next is in the tensor cores. Three (two queued
   // behind the one being reduced) and a share of the exponentials on the FMA pipe measured slower
   // on an H200 (NOTES.md, 2026-12-02).
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
-  static constexpr int kStages = 4, kSlots = 4;
+  static constexpr int kStages = kCtasPerSm == 1 ? 4 : 2, kSlots = 4;
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
 
@@ -96,7 +102,7 @@ struct ScoreTraits {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+__global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using SharedStorage = typename T::SharedStorage;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim;
@@ -134,7 +140,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutK{});
 
   if (warp >= T::kConsumerWarps) {
-    cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if constexpr (T::kCtasPerSm == 1) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
     if (warp == T::kConsumerWarps) {
       // Producer warp: Q once, then every key tile through the ring.
       if (lane == 0) {
@@ -179,7 +185,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
       }
     }
   } else {
-    cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
+    if constexpr (T::kCtasPerSm == 1) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     const int tid = threadIdx.x;
     const int wg = tid / 128, wg_warp = warp % 4;
     typename T::TiledMmaQK mma;
@@ -272,6 +278,17 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
     // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
     // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
     // Invariant at the loop head: tile t is in flight in S0.
+    if constexpr (T::kSBuffers == 1) {
+      for (int t = 0; t + 1 < ntiles; ++t) {
+        issue(tSrS0, t);
+        warpgroup_wait<0>();
+        finish(tSrS0, t, std::false_type{});
+      }
+      issue(tSrS0, ntiles - 1);
+      warpgroup_wait<0>();
+      finish_last(tSrS0, ntiles - 1, last_cols < kBlockN);
+      return;
+    }
     issue(tSrS0, 0);
     int t = 0;
     for (; t + 2 < ntiles; t += 2) {
@@ -297,9 +314,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1) score_sm90_kernel(CUTE_GRID_C
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0>
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = 1>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;

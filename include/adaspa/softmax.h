@@ -17,54 +17,29 @@ constexpr float kRescaleLog2 = 8.f;
 
 // Row mi of an S tile -> P = exp2(s * scale_log2 - offset) in place; parts[j]: this thread's sum
 // of P over the j-th of kParts equal column ranges (the one-pass attn_search keeps a sum per key
-// block of a wider tile). Returns the row's sum over this thread's columns. kChains running sums
-// per part (column nj adds to chain nj % kChains), so the additions are that many independent
-// dependency chains; 1 is one chain per part. Shared by the portable and the hopper softmax.
-template <int kChains = 1, int kParts, typename TensorS>
+// block of a wider tile). Returns the row's sum over this thread's columns. Shared by the portable
+// and the hopper softmax.
+template <int kParts, typename TensorS>
 __device__ __forceinline__ float exp_row(TensorS& s_rc, int mi, float scale_log2, float offset,
                                          float (&parts)[kParts]) {
   constexpr int kCols = decltype(cute::size<1>(s_rc))::value;
-  static_assert(kCols % kParts == 0 && (kCols / kParts) % kChains == 0);
-  float sum[kParts][kChains];
+  static_assert(kCols % kParts == 0);
+  float sum[kParts];
 #pragma unroll
-  for (int j = 0; j < kParts; ++j)
-#pragma unroll
-    for (int c = 0; c < kChains; ++c) sum[j][c] = 0.f;
+  for (int j = 0; j < kParts; ++j) sum[j] = 0.f;
 #pragma unroll
   for (int nj = 0; nj < kCols; ++nj) {
     const float e = exp2_approx(s_rc(mi, nj) * scale_log2 - offset);
     s_rc(mi, nj) = e;
-    sum[nj / (kCols / kParts)][nj % kChains] += e;
+    sum[nj / (kCols / kParts)] += e;
   }
-  float total = 0.f;
+  float total = sum[0];
 #pragma unroll
   for (int j = 0; j < kParts; ++j) {
-    float part = sum[j][0];
-#pragma unroll
-    for (int c = 1; c < kChains; ++c) part += sum[j][c];
-    parts[j] = part;
-    total = j == 0 ? part : total + part;
+    parts[j] = sum[j];
+    if (j > 0) total += sum[j];
   }
   return total;
-}
-
-// max(init, row mi of an S tile) as kChains independent chains of fmaxf (column nj in chain
-// nj % kChains), combined at the end; 1 is one chain in column order.
-template <int kChains = 1, typename TensorS>
-__device__ __forceinline__ float row_max_of(const TensorS& s_rc, int mi, float init) {
-  constexpr int kCols = decltype(cute::size<1>(s_rc))::value;
-  static_assert(kCols >= kChains);
-  float m[kChains];
-  m[0] = init;
-#pragma unroll
-  for (int c = 1; c < kChains; ++c) m[c] = s_rc(mi, c);
-#pragma unroll
-  for (int nj = 0; nj < kCols; ++nj)
-    if (nj == 0 || nj >= kChains) m[nj % kChains] = fmaxf(m[nj % kChains], s_rc(mi, nj));
-  float mx = m[0];
-#pragma unroll
-  for (int c = 1; c < kChains; ++c) mx = fmaxf(mx, m[c]);
-  return mx;
 }
 
 // One S tile: S -> P = exp2(s * scale_log2 - running max) in place, row sums accumulated, O
@@ -78,8 +53,7 @@ __device__ __forceinline__ float row_max_of(const TensorS& s_rc, int mi, float i
 // no quad reduction: row_max is the same in the four threads of a row, so "some thread's own max
 // grew past it" is "the row's max grew past it".
 // parts[mi]: exp_row's part sums of row mi; the overload without parts is the same arithmetic.
-// kChains: independent chains of the max and of the sums (row_max_of, exp_row).
-template <int kParts, int kChains = 1, int kRows, typename TensorS, typename TensorO>
+template <int kParts, int kRows, typename TensorS, typename TensorO>
 __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], float (&row_sum)[kRows], TensorS& s_rc,
                                                       TensorO& o_rc, float scale_log2, float (&parts)[kRows][kParts]) {
   using cute::size;
@@ -87,7 +61,9 @@ __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], f
   bool grow = false;
 #pragma unroll
   for (int mi = 0; mi < kRows; ++mi) {
-    const float m = row_max_of<kChains>(s_rc, mi, row_max[mi]);
+    float m = row_max[mi];
+#pragma unroll
+    for (int nj = 0; nj < size<1>(s_rc); ++nj) m = fmaxf(m, s_rc(mi, nj));
     mx[mi] = m;
     grow |= (m - row_max[mi]) * scale_log2 > kRescaleLog2;
   }
@@ -103,7 +79,7 @@ __device__ __forceinline__ void online_softmax_update(float (&row_max)[kRows], f
     }
   }
 #pragma unroll
-  for (int mi = 0; mi < kRows; ++mi) row_sum[mi] += exp_row<kChains>(s_rc, mi, scale_log2, row_max[mi] * scale_log2, parts[mi]);
+  for (int mi = 0; mi < kRows; ++mi) row_sum[mi] += exp_row(s_rc, mi, scale_log2, row_max[mi] * scale_log2, parts[mi]);
 }
 
 template <int kRows, typename TensorS, typename TensorO>
