@@ -1,12 +1,15 @@
 // Hopper (sm_90a) score kernel (block_scores, and attn_search's second pass): S = Q K^T tile by
 // tile with wgmma, reduced to one number per (query block, key block) with a given lse: the sum
 // of exp(scale * s - lse). No V, no P V: the pass is bounded by the Q K^T wgmma and by the
-// exponentials (one per score; at 128 x 128 tiles both cost about the same SM time), so the
-// exponentials of one tile run while the tensor cores compute the next tile's Q K^T.
+// exponentials (one per score; at 128 x 128 tiles both cost about the same SM time at D 128, the
+// exponentials twice the wgmma at D 64), so one warp's exponentials must run while the tensor
+// cores compute other warps' Q K^T.
 //
 // Shape of a CTA (whatever the block size): 128 query rows as two consumer warpgroups of 64 rows,
 // 128-key tiles of K from a TMA ring filled by a producer warp. A block-64 CTA covers two query
 // blocks (one per warpgroup) and each key tile two key blocks; a block-128 CTA one of each.
+// Two CTAs share an SM (kCtasPerSm, below), so four consumer warps per scheduler interleave
+// their Q K^T waits and exponentials.
 // Every consumer warp sums its share of a tile into shared memory and a writer warp adds the
 // shares in a fixed order (deterministic scores) and stores them; mbarriers hand the slots over,
 // so the consumers never wait for each other.
@@ -37,10 +40,13 @@ using namespace cute;
 // the Q K^T wgmma out (the K ring and its barriers run as usual; each tile flips the low bit of
 // S by a mask ptxas cannot know, one LOP3 per score: with S a known constant ptxas folded the
 // exponentials to a few per row), to see what a tile's time is made of.
-// kCtasPerSm (1 in every op; the lab times 2): 2 gives each consumer one S tile and the ring two
-// stages, so two CTAs (four consumer warps per scheduler instead of two) share an SM; the TMA and
-// writer warps are then the only others (no setmaxnreg: 320 threads x 96 registers).
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = 1>
+// kCtasPerSm: 2 (the ops) gives each consumer one S tile and the ring two stages, so two CTAs
+// share an SM; the TMA and writer warps are then the only other warps (320 threads x 96
+// registers, no setmaxnreg). 1 (the lab's comparison) is one CTA per SM whose consumers hold two
+// S tiles each, the next tile's Q K^T in the tensor cores while one is reduced (240 registers
+// after setmaxnreg). Two CTAs measured 1.02-1.07x one on an H200 (D 64 / 128, block 64 / 128).
+constexpr int kScoreCtasPerSm = 2;
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = kScoreCtasPerSm>
 struct ScoreTraits {
   static constexpr int kDiag = kDiag_;
   static constexpr int kCtasPerSm = kCtasPerSm_;
@@ -54,17 +60,17 @@ struct ScoreTraits {
   static constexpr int kBlockM = 128, kBlockN = 128;
   static constexpr int kConsumerWGs = 2, kConsumerWarps = 4 * kConsumerWGs;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  // Each consumer holds two S tiles (the one being exponentiated and the one in the tensor cores),
-  // 128 registers, more than a 12-warp CTA's 168 allow with the rest; the producer warpgroup
-  // (a TMA warp and the writer warp working) hands registers over, as in the flash kernel.
+  // One CTA per SM: each consumer holds two S tiles, 128 registers, more than a 12-warp CTA's 168
+  // allow with the rest, so the producer warpgroup (a TMA warp and the writer warp working) hands
+  // registers over, as in the flash kernel. Two CTAs: one S tile, a TMA warp and a writer warp.
+  // Three S tiles, a share of the exponentials on the FMA pipe and warpgroups taking turns at the
+  // tensor cores measured slower on an H200 (NOTES.md).
   static constexpr int kProducerThreads = kCtasPerSm == 1 ? 128 : 64;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kSBuffers = kCtasPerSm == 1 ? 2 : 1;
-  // Two S tiles per consumer: one reduced while the next is in the tensor cores. Three (two queued
-  // behind the one being reduced) and a share of the exponentials on the FMA pipe measured slower
-  // on an H200 (NOTES.md, 2026-12-02).
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
-  // K ring (no V: four stages fit next to Q) and the slots of per-warp partial sums.
+  // K ring (no V: four stages fit next to Q at one CTA per SM, two at two) and the slots of
+  // per-warp partial sums.
   static constexpr int kStages = kCtasPerSm == 1 ? 4 : 2, kSlots = 4;
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
@@ -274,10 +280,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
         finish(tSrS, t, std::false_type{});
       }
     };
-    // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
-    // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
-    // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
-    // Invariant at the loop head: tile t is in flight in S0.
+    // One S tile: Q K^T, wait, reduce; the other CTA's warps fill the tensor cores meanwhile.
     if constexpr (T::kSBuffers == 1) {
       for (int t = 0; t + 1 < ntiles; ++t) {
         issue(tSrS0, t);
@@ -289,6 +292,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
       finish_last(tSrS0, ntiles - 1, last_cols < kBlockN);
       return;
     }
+    // Two S tiles alternate: Q K^T of tile t + 1 runs in the tensor cores while tile t is reduced.
+    // Every issue is unconditional inside the loop and the tail is peeled, so ptxas can track which
+    // accumulator is in flight (a conditional issue made it serialise the wgmmas: C7514).
+    // Invariant at the loop head: tile t is in flight in S0.
     issue(tSrS0, 0);
     int t = 0;
     for (; t + 2 < ntiles; t += 2) {
@@ -314,7 +321,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = 1>
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = kScoreCtasPerSm>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
   using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
