@@ -31,7 +31,10 @@ pack_out() {
   local files
   mapfile -t files < <(find "$OUT" -type f ! -name all_logs.tar.gz | sort)
   (( ${#files[@]} <= 8 )) && return 0
-  tar -czf "$OUT/all_logs.tar.gz" -C "$OUT" --exclude=all_logs.tar.gz . || return 0
+  # written outside $OUT, then moved in: tar of a folder it writes into fails ("file changed as we
+  # read it") and the files would stay, past the limit
+  local tmp
+  tmp=$(mktemp) && tar -czf "$tmp" -C "$OUT" --exclude=all_logs.tar.gz . && mv "$tmp" "$OUT/all_logs.tar.gz" || return 0
   local f
   for f in "${files[@]}"; do
     case ${f#"$OUT"/} in
