@@ -13,7 +13,8 @@
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
 //        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; block_scores with one CTA
-//        per SM (the op runs two), row "sm90 1c";
+//        per SM (the op runs two), row "sm90 1c"; with CTAs of four warpgroups sharing each K tile,
+//        row "sm90 4w";
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -161,6 +162,10 @@ cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem
 // kernel before two CTAs per SM.
 template <int D, int BS>
 cudaError_t launch_score_1c(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1>(p, nullptr); }
+// block_scores with CTAs of four warpgroups (256 query rows) sharing each K tile, one CTA per SM
+// (row "4w").
+template <int D, int BS>
+cudaError_t launch_score_4w(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4>(p, nullptr); }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
@@ -279,7 +284,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[19]) {
+void kernels(Launch (&k)[20]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -289,7 +294,7 @@ void kernels(Launch (&k)[19]) {
   k[10] = launch_search_early<D, BS>;
   k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
-  k[18] = launch_score_1c<D, BS>;
+  k[18] = launch_score_1c<D, BS>, k[19] = launch_score_4w<D, BS>;
   k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
 }
@@ -299,7 +304,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[19] = {};
+  Launch k[20] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -446,10 +451,11 @@ int main(int argc, char** argv) {
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
     // 2p: the dense flash kernel, then the score kernel; es: the one pass with the early softmax
     // 1c: the op's one pass, then block_scores with one CTA per SM
-    const char* names[5] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 1c"};
-    const Launch searches[5] = {k[1], k[5], k[8], k[10], k[5]};
-    const Launch score_fns[5] = {k[2], k[6], k[6], k[6], k[18]};
-    for (int path = 0; path < (hopper ? 5 : 1); ++path) {
+    // 4w: the op's one pass, then block_scores with four warpgroups per CTA
+    const char* names[6] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 1c", "sm90 4w"};
+    const Launch searches[6] = {k[1], k[5], k[8], k[10], k[5], k[5]};
+    const Launch score_fns[6] = {k[2], k[6], k[6], k[6], k[18], k[19]};
+    for (int path = 0; path < (hopper ? 6 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

@@ -45,33 +45,43 @@ using namespace cute;
 // registers, no setmaxnreg). 1 (the lab's comparison) is one CTA per SM whose consumers hold two
 // S tiles each, the next tile's Q K^T in the tensor cores while one is reduced (240 registers
 // after setmaxnreg). Two CTAs measured 1.02-1.07x one on an H200 (D 64 / 128, block 64 / 128).
+// kConsumerWGs (2 in every op; the lab times 4): 4 makes a CTA of 256 query rows whose four
+// warpgroups (one S tile each) share every K tile, at one CTA per SM: as many consumer warps per
+// scheduler as two CTAs of two, half the K bytes.
 constexpr int kScoreCtasPerSm = 2;
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = kScoreCtasPerSm>
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = kScoreCtasPerSm,
+          int kConsumerWGs_ = 2>
 struct ScoreTraits {
   static constexpr int kDiag = kDiag_;
   static constexpr int kCtasPerSm = kCtasPerSm_;
   static_assert(kCtasPerSm == 1 || kCtasPerSm == 2);
+  static constexpr int kConsumerWGs = kConsumerWGs_;
+  static_assert(kConsumerWGs == 2 || (kConsumerWGs == 4 && kCtasPerSm == 1));
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
 
-  static constexpr int kBlockM = 128, kBlockN = 128;
-  static constexpr int kConsumerWGs = 2, kConsumerWarps = 4 * kConsumerWGs;
+  static constexpr int kBlockM = 64 * kConsumerWGs, kBlockN = 128;
+  static constexpr int kConsumerWarps = 4 * kConsumerWGs;
+  // Query blocks per CTA, and the warpgroups of one query block.
+  static constexpr int kQueryBlocks = kBlockM / kBlockSize, kWGsPerBlock = kBlockSize / 64;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
   // One CTA per SM: each consumer holds two S tiles, 128 registers, more than a 12-warp CTA's 168
   // allow with the rest, so the producer warpgroup (a TMA warp and the writer warp working) hands
   // registers over, as in the flash kernel. Two CTAs: one S tile, a TMA warp and a writer warp.
   // Three S tiles, a share of the exponentials on the FMA pipe and warpgroups taking turns at the
   // tensor cores measured slower on an H200 (NOTES.md).
-  static constexpr int kProducerThreads = kCtasPerSm == 1 ? 128 : 64;
+  static constexpr bool kSetMaxNReg = kCtasPerSm == 1 && kConsumerWGs == 2;
+  static constexpr int kProducerThreads = kSetMaxNReg ? 128 : 64;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  static constexpr int kSBuffers = kCtasPerSm == 1 ? 2 : 1;
+  static constexpr int kSBuffers = kSetMaxNReg ? 2 : 1;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // K ring (no V: four stages fit next to Q at one CTA per SM, two at two) and the slots of
   // per-warp partial sums.
   static constexpr int kStages = kCtasPerSm == 1 ? 4 : 2, kSlots = 4;
+  static_assert(kSBuffers == 2 || kProducerThreads == 64);
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
 
@@ -146,7 +156,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutK{});
 
   if (warp >= T::kConsumerWarps) {
-    if constexpr (T::kCtasPerSm == 1) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if constexpr (T::kSetMaxNReg) cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
     if (warp == T::kConsumerWarps) {
       // Producer warp: Q once, then every key tile through the ring.
       if (lane == 0) {
@@ -173,25 +183,26 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
       for (int t = 0; t < ntiles; ++t) {
         const int slot = t % kSlots;
         ClusterBarrier::wait(&ss.part_full[slot], (t / kSlots) & 1);
-        if (lane < T::kConsumerWGs * kHalves) {
-          // block 64: lane = (warpgroup, key block of the tile); block 128: lane 0 adds both warpgroups.
-          const int wg = kHalves == 2 ? lane / 2 : 0, half = kHalves == 2 ? lane % 2 : 0;
+        if (lane < T::kQueryBlocks * kHalves) {
+          // lane = (query block of the CTA, key block of the tile): the sum over the query
+          // block's warpgroups (one at block 64, two at 128) and their warps.
+          const int qbl = lane / kHalves, half = lane % kHalves;
           float sum = 0.f;
           CUTLASS_PRAGMA_UNROLL
-          for (int g = 0; g < (kHalves == 2 ? 1 : T::kConsumerWGs); ++g) {
+          for (int g = 0; g < T::kWGsPerBlock; ++g) {
             CUTLASS_PRAGMA_UNROLL
-            for (int w = 0; w < 4; ++w) sum += ss.part[slot][wg + g][w][half];
+            for (int w = 0; w < 4; ++w) sum += ss.part[slot][qbl * T::kWGsPerBlock + g][w][half];
           }
-          const int qb = kHalves == 2 ? 2 * m_tile + wg : m_tile;
+          const int qb = T::kQueryBlocks * m_tile + qbl;
           const int kb = kHalves * t + half;
-          if ((kHalves == 2 || lane == 0) && qb < p.mq && kb < p.mk) scores[int64_t(qb) * p.mk + kb] = sum;
+          if (qb < p.mq && kb < p.mk) scores[int64_t(qb) * p.mk + kb] = sum;
         }
         __syncwarp();
         if (lane == 0) ClusterBarrier::arrive(&ss.part_empty[slot]);
       }
     }
   } else {
-    if constexpr (T::kCtasPerSm == 1) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
+    if constexpr (T::kSetMaxNReg) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     const int tid = threadIdx.x;
     const int wg = tid / 128, wg_warp = warp % 4;
     typename T::TiledMmaQK mma;
@@ -321,9 +332,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = kScoreCtasPerSm>
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = kScoreCtasPerSm,
+          int kConsumerWGs = 2>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm, kConsumerWGs>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
