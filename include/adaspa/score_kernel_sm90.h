@@ -84,6 +84,7 @@ struct ScoreTraits {
   static_assert(kSBuffers == 2 || kProducerThreads == 64);
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
+  static_assert(kHalves * kWGsPerBlock == 2, "the writer's lanes go in pairs");
 
   using TiledMmaQK = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
@@ -183,10 +184,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
       for (int t = 0; t < ntiles; ++t) {
         const int slot = t % kSlots;
         ClusterBarrier::wait(&ss.part_full[slot], (t / kSlots) & 1);
-        if (lane < T::kQueryBlocks * kHalves) {
-          // lane = (query block of the CTA, key block of the tile): the sum over the query
-          // block's warpgroups (one at block 64, two at 128) and their warps.
-          const int qbl = lane / kHalves, half = lane % kHalves;
+        if (lane < T::kConsumerWGs * kHalves) {
+          // Lanes in pairs: (query block of the CTA, key block of the tile) at block 64, one query
+          // block at 128, where the pair's first lane stores the sum over the block's two
+          // warpgroups and their warps.
+          const int qbl = T::kQueryBlocks == 1 ? 0 : lane / 2, half = kHalves == 2 ? lane % 2 : 0;
           float sum = 0.f;
           CUTLASS_PRAGMA_UNROLL
           for (int g = 0; g < T::kWGsPerBlock; ++g) {
@@ -195,7 +197,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
           }
           const int qb = T::kQueryBlocks * m_tile + qbl;
           const int kb = kHalves * t + half;
-          if (qb < p.mq && kb < p.mk) scores[int64_t(qb) * p.mk + kb] = sum;
+          if ((kHalves == 2 || lane == 2 * qbl) && qb < p.mq && kb < p.mk) scores[int64_t(qb) * p.mk + kb] = sum;
         }
         __syncwarp();
         if (lane == 0) ClusterBarrier::arrive(&ss.part_empty[slot]);
