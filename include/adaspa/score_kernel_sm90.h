@@ -81,7 +81,6 @@ struct ScoreTraits {
   // K ring (no V: four stages fit next to Q at one CTA per SM, two at two) and the slots of
   // per-warp partial sums.
   static constexpr int kStages = kCtasPerSm == 1 ? 4 : 2, kSlots = 4;
-  static_assert(kSBuffers == 2 || kProducerThreads == 64);
   // Key blocks per key tile, and per consumer thread's partial sums.
   static constexpr int kHalves = kBlockN / kBlockSize;
   static_assert(kHalves * kWGsPerBlock == 2, "the writer's lanes go in pairs");
@@ -116,6 +115,7 @@ struct ScoreTraits {
     uint64_t full_k[kStages], empty_k[kStages], part_full[kSlots], part_empty[kSlots];
   };
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory for the CTAs per SM");
 };
 
 template <typename T>
