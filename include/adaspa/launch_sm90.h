@@ -16,7 +16,7 @@ template <Kernel kKernel, DType kDType, int kHeadDim, int kBlockSize>
 cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   using Element = ElementOf<kDType>;
   if constexpr (kKernel == Kernel::kScore) {
-    // Two CTAs per SM (kScoreCtasPerSm): 1.02-1.07x one on an H200.
+    // Two CTAs per SM: kScoreCtasPerSm (score_kernel_sm90.h) says why.
     return sm90::run_score<Element, kHeadDim, kBlockSize>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSearch) {
     // Lazy rescaling of O: 1.00-1.02x on an H200 (D 64 / 128, block 64 / 128, 32K and 119K);
