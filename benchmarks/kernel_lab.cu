@@ -13,8 +13,9 @@
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
 //        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; block_scores with one CTA
-//        per SM (the op runs two), row "sm90 1c"; with CTAs of four warpgroups sharing each K tile,
-//        row "sm90 4w";
+//        of two warpgroups per SM, row "sm90 1c"; with two such CTAs per SM (what the op runs when
+//        its four-warpgroup CTAs would not fill the SMs), row "sm90 2c"; with four warpgroups and
+//        1 / 2 of every 8 exponentials on the FMA pipe, rows "sm90 4p1" / "sm90 4p2";
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -122,7 +123,7 @@ cudaError_t launch_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSpa
 // The hopper path's block_scores and attn_search (the one-pass kernel the op runs), and the
 // two-pass attn_search it replaced (dense flash, then the score kernel; row "sm90 2p").
 template <int D, int BS>
-cudaError_t launch_score_sm90(const AttnParams& p) { return sm90::run_score<Elem, D, BS>(p, nullptr); }
+cudaError_t launch_score_sm90(const AttnParams& p) { return sm90::run_block_scores<Elem, D, BS>(p, nullptr); }
 template <int D, int BS>
 cudaError_t launch_search_sm90(const AttnParams& p) { return run_sm90<Kernel::kFlashSearch, DType::kBFloat16, D, BS>(p, nullptr); }
 template <int D, int BS>
@@ -157,15 +158,19 @@ cudaError_t launch_sm90_diag(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, BS == 128, false, kDiag>(p, nullptr);
 }
 template <int D, int BS, int kDiag>
-cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_score<Elem, D, BS, kDiag>(p, nullptr); }
-// block_scores with one CTA per SM (two S tiles per consumer, four K stages; row "1c"), the op's
-// kernel before two CTAs per SM.
+cudaError_t launch_score_diag(const AttnParams& p) { return sm90::run_block_scores<Elem, D, BS, kDiag>(p, nullptr); }
+// block_scores with one CTA of two warpgroups per SM (two S tiles per consumer, four K stages;
+// row "1c").
 template <int D, int BS>
 cudaError_t launch_score_1c(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1>(p, nullptr); }
-// block_scores with CTAs of four warpgroups (256 query rows) sharing each K tile, one CTA per SM
-// (row "4w").
+// block_scores with two CTAs of two warpgroups (128 query rows) per SM (row "2c"): the op's kernel
+// on grids of fewer 256-row CTAs than SMs.
 template <int D, int BS>
-cudaError_t launch_score_4w(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4>(p, nullptr); }
+cudaError_t launch_score_2c(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 2, 2>(p, nullptr); }
+// block_scores with four warpgroups per CTA and kPoly of every 8 exponentials on the FMA pipe
+// (exp2_poly; rows "4p1", "4p2").
+template <int D, int BS, int kPoly>
+cudaError_t launch_score_poly(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4, kPoly>(p, nullptr); }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
@@ -284,7 +289,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[20]) {
+void kernels(Launch (&k)[22]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -294,7 +299,8 @@ void kernels(Launch (&k)[20]) {
   k[10] = launch_search_early<D, BS>;
   k[11] = launch_sm90_diag<D, BS, 1>, k[12] = launch_sm90_diag<D, BS, 2>;
   k[13] = launch_score_diag<D, BS, 1>, k[14] = launch_score_diag<D, BS, 2>;
-  k[18] = launch_score_1c<D, BS>, k[19] = launch_score_4w<D, BS>;
+  k[18] = launch_score_1c<D, BS>, k[19] = launch_score_2c<D, BS>;
+  k[20] = launch_score_poly<D, BS, 1>, k[21] = launch_score_poly<D, BS, 2>;
   k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
 }
@@ -304,7 +310,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[20] = {};
+  Launch k[22] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -451,11 +457,13 @@ int main(int argc, char** argv) {
     const bool hopper = std::getenv("LAB_HOPPER") != nullptr;
     // 2p: the dense flash kernel, then the score kernel; es: the one pass with the early softmax
     // 1c: the op's one pass, then block_scores with one CTA per SM
-    // 4w: the op's one pass, then block_scores with four warpgroups per CTA
-    const char* names[6] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 1c", "sm90 4w"};
-    const Launch searches[6] = {k[1], k[5], k[8], k[10], k[5], k[5]};
-    const Launch score_fns[6] = {k[2], k[6], k[6], k[6], k[18], k[19]};
-    for (int path = 0; path < (hopper ? 6 : 1); ++path) {
+    // 2c: the op's one pass, then block_scores with two CTAs of two warpgroups per SM
+    // 4p1 / 4p2: the op's one pass, then block_scores of four warpgroups with 1 / 2 of every 8
+    // exponentials on the FMA pipe
+    const char* names[8] = {"portable", "sm90", "sm90 2p", "sm90 es", "sm90 1c", "sm90 2c", "sm90 4p1", "sm90 4p2"};
+    const Launch searches[8] = {k[1], k[5], k[8], k[10], k[5], k[5], k[5], k[5]};
+    const Launch score_fns[8] = {k[2], k[6], k[6], k[6], k[18], k[19], k[20], k[21]};
+    for (int path = 0; path < (hopper ? 8 : 1); ++path) {
       const Launch search = searches[path], score = score_fns[path];
       const double t_search = time_ms(search, p, iters, a, b), t_score = time_ms(score, p, iters, a, b);
       // fn (the search, then the score kernel with the search's lse) into poisoned scores: the

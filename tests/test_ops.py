@@ -133,10 +133,10 @@ def test_sparse_attn_growing_logits(device, bs, density):
         check_lse(lse, ref_lse, "search lse, growing logits")
 
 
-def _hopper_sparse_tuples():
+def _hopper_bf16_tuples(op):
     from adaspa_ext import ops
     return [pytest.param(DTYPE_OF[dt], d, bs, marks=pytest.mark.gpu, id=f"{dt}-d{d}-bs{bs}")
-            for path, dt, d, bs in ops.compiled_tuples("sparse_attn") if path == "hopper" and dt == "bf16"]
+            for path, dt, d, bs in ops.compiled_tuples(op) if path == "hopper" and dt == "bf16"]
 
 
 def _plan_kernels_ran(fn):
@@ -148,7 +148,7 @@ def _plan_kernels_ran(fn):
     return any("tile_bins_kernel" in e.key for e in prof.key_averages())
 
 
-@pytest.mark.parametrize("dt,d,bs", _hopper_sparse_tuples())
+@pytest.mark.parametrize("dt,d,bs", _hopper_bf16_tuples("sparse_attn"))
 def test_tile_order_changes_nothing_but_the_order(dt, d, bs, monkeypatch):
     """The hopper sparse kernel taking its tiles longest row first (ADASPA_TILE_ORDER) computes
     bit-for-bit what it computes in launch order, on rows of very different lengths (tiers per
@@ -227,6 +227,46 @@ def test_block_scores_with_stale_lse(device, path, dtype, d, bs, monkeypatch):
     got = A.block_scores(q, k, stale, bs)
     ref = R.block_scores_ref(q, k, stale, bs)
     torch.testing.assert_close(got.double(), ref, rtol=3e-3, atol=1e-4 * bs)
+
+
+def _score_kernel_shapes(fn):
+    """(CTAs per SM, warpgroups per CTA) of each hopper score kernel fn launched, by the profiler's
+    kernel names (ScoreTraits' template arguments)."""
+    import re
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    shapes = set()
+    for e in prof.key_averages():
+        m = re.search(r"score_sm90_kernel<.*?ScoreTraits<([^<>]*)>", e.key)
+        if m:  # <element, head dim, block size, diag, CTAs per SM, warpgroups, ...>
+            args = [a.strip() for a in m.group(1).split(",")]
+            shapes.add((int(args[4]), int(args[5])))
+    return shapes
+
+
+@pytest.mark.parametrize("dt,d,bs", _hopper_bf16_tuples("block_scores"))
+def test_block_scores_cta_shapes_agree(dt, d, bs, monkeypatch):
+    """The hopper block_scores runs CTAs of four warpgroups (256 query rows, one per SM) when the grid
+    has at least one per SM, else two CTAs of two warpgroups per SM (score_kernel_sm90.h,
+    run_block_scores). Both match the float64 reference on odd lengths, and each other bit for bit
+    (one head at a time is a grid below the SM count)."""
+    use_path(monkeypatch, "hopper")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    b, nq, nk = 2, 777, 1301  # four 256-row tiles per head, the last one of 9 rows
+    h = math.ceil(sms / (b * math.ceil(nq / 256)))
+    q, k, _ = make_qkv(b, h, nq, nk, d, dt, "cuda")
+    _, lse = R.dense_attn_ref(q, k, k)
+    lse = (lse + 0.3 * torch.randn_like(lse)).float()
+    poison(((b, h, math.ceil(nq / bs), math.ceil(nk / bs)), torch.float32), device="cuda")
+    got = {}
+    assert _score_kernel_shapes(lambda: got.update(all=A.block_scores(q, k, lse, bs))) == {(1, 4)}
+    torch.testing.assert_close(got["all"].double(), R.block_scores_ref(q, k, lse, bs), rtol=3e-3, atol=1e-4 * bs)
+    for i in range(h):
+        assert _score_kernel_shapes(lambda: got.update(one=A.block_scores(q[:, i:i + 1], k[:, i:i + 1],
+                                                                          lse[:, i:i + 1], bs))) == {(2, 2)}
+        assert torch.equal(got["one"], got["all"][:, i:i + 1]), i
 
 
 @pytest.mark.parametrize("device", DEVICES)

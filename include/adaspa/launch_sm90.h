@@ -16,8 +16,9 @@ template <Kernel kKernel, DType kDType, int kHeadDim, int kBlockSize>
 cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
   using Element = ElementOf<kDType>;
   if constexpr (kKernel == Kernel::kScore) {
-    // Two CTAs per SM: kScoreCtasPerSm (score_kernel_sm90.h) says why.
-    return sm90::run_score<Element, kHeadDim, kBlockSize>(params, stream);
+    // Four warpgroups per CTA where the grid fills the SMs: run_block_scores (score_kernel_sm90.h)
+    // says when and why.
+    return sm90::run_block_scores<Element, kHeadDim, kBlockSize>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSearch) {
     // Lazy rescaling of O: 1.00-1.02x on an H200 (D 64 / 128, block 64 / 128, 32K and 119K);
     // the block-lse stores after the hand-over of the tensor cores (flash_kernel_sm90.h).

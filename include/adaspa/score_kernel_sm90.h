@@ -1,15 +1,17 @@
-// Hopper (sm_90a) score kernel (block_scores, and attn_search's second pass): S = Q K^T tile by
+// Hopper (sm_90a) score kernel (block_scores; the kernel lab's two-pass attn_search): S = Q K^T tile by
 // tile with wgmma, reduced to one number per (query block, key block) with a given lse: the sum
 // of exp(scale * s - lse). No V, no P V: the pass is bounded by the Q K^T wgmma and by the
 // exponentials (one per score; at 128 x 128 tiles both cost about the same SM time at D 128, the
 // exponentials twice the wgmma at D 64), so one warp's exponentials must run while the tensor
 // cores compute other warps' Q K^T.
 //
-// Shape of a CTA (whatever the block size): 128 query rows as two consumer warpgroups of 64 rows,
-// 128-key tiles of K from a TMA ring filled by a producer warp. A block-64 CTA covers two query
-// blocks (one per warpgroup) and each key tile two key blocks; a block-128 CTA one of each.
-// Two CTAs share an SM (kCtasPerSm, below), so four consumer warps per scheduler interleave
-// their Q K^T waits and exponentials.
+// Shape of a CTA: consumer warpgroups of 64 query rows each (one S tile each) that share 128-key
+// tiles of K from a TMA ring filled by a producer warp. The op runs CTAs of four warpgroups (256
+// rows, one CTA per SM) where the grid has at least one CTA per SM, else CTAs of two (128 rows, two
+// CTAs per SM, so a small grid spreads over twice the SMs): either way four consumer warps per
+// scheduler interleave their Q K^T waits and exponentials (run_block_scores, below). A warpgroup
+// covers one query block at block 64, half of one at 128; a key tile two key blocks at 64, one at
+// 128.
 // Every consumer warp sums its share of a tile into shared memory and a writer warp adds the
 // shares in a fixed order (deterministic scores) and stores them; mbarriers hand the slots over,
 // so the consumers never wait for each other.
@@ -40,18 +42,21 @@ using namespace cute;
 // the Q K^T wgmma out (the K ring and its barriers run as usual; each tile flips the low bit of
 // S by a mask ptxas cannot know, one LOP3 per score: with S a known constant ptxas folded the
 // exponentials to a few per row), to see what a tile's time is made of.
-// kCtasPerSm: 2 (the ops) gives each consumer one S tile and the ring two stages, so two CTAs
-// share an SM; the TMA and writer warps are then the only other warps (320 threads x 96
-// registers, no setmaxnreg). 1 (the lab's comparison) is one CTA per SM whose consumers hold two
-// S tiles each, the next tile's Q K^T in the tensor cores while one is reduced (240 registers
-// after setmaxnreg). Two CTAs measured 1.02-1.07x one on an H200 (D 64 / 128, block 64 / 128).
-// kConsumerWGs (2 in every op; the lab times 4): 4 makes a CTA of 256 query rows whose four
-// warpgroups (one S tile each) share every K tile, at one CTA per SM: as many consumer warps per
-// scheduler as two CTAs of two, half the K bytes.
-constexpr int kScoreCtasPerSm = 2;
-template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = kScoreCtasPerSm,
-          int kConsumerWGs_ = 2>
+// kCtasPerSm: 2 gives each consumer one S tile and the ring two stages, so two CTAs share an SM;
+// the TMA and writer warps are then the only other warps (320 threads x 96 registers, no
+// setmaxnreg). 1 with two warpgroups (the lab's row "1c") is one CTA per SM whose consumers hold
+// two S tiles each, the next tile's Q K^T in the tensor cores while one is reduced (240 registers
+// after setmaxnreg). Two CTAs measured 1.02-1.07x that on an H200 (D 64 / 128, block 64 / 128).
+// kConsumerWGs 4 (with kCtasPerSm 1): a CTA of 256 query rows whose four warpgroups (one S tile
+// each) share every K tile: as many consumer warps per scheduler as two CTAs of two, half the K
+// bytes from L2 and half the TMA writes into shared memory; 1.05-1.08x two CTAs of two on an H200.
+// kPoly (a lab experiment, 0 in every op): of every 8 columns, how many take their exponential on
+// the FMA pipe (exp2_poly) instead of MUFU.
+template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = 2,
+          int kConsumerWGs_ = 2, int kPoly_ = 0>
 struct ScoreTraits {
+  static constexpr int kPoly = kPoly_;
+  static_assert(0 <= kPoly && kPoly <= 8);
   static constexpr int kDiag = kDiag_;
   static constexpr int kCtasPerSm = kCtasPerSm_;
   static_assert(kCtasPerSm == 1 || kCtasPerSm == 2);
@@ -244,7 +249,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
       for (int r = 0; r < kRows; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const float e = T::kDiag == 1 ? S(r, c) : exp2_approx(S(r, c) * scale_log2 - lse_log2[r]);
+          const float x = S(r, c) * scale_log2 - lse_log2[r];
+          const float e = T::kDiag == 1 ? S(r, c) : c % 8 < T::kPoly ? exp2_poly(x) : exp2_approx(x);
           float& a = acc[c / (kCols / kHalves)][(r * 2 + c) % 4];
           if constexpr (decltype(masked)::value) {
             if (get<1>(Sc(r, c)) < last_cols) a += e;
@@ -334,10 +340,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
 #endif
 }
 
-template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = kScoreCtasPerSm,
-          int kConsumerWGs = 2>
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0, int kCtasPerSm = 2, int kConsumerWGs = 2,
+          int kPoly = 0>
 cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
-  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm, kConsumerWGs>;
+  using T = ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, kCtasPerSm, kConsumerWGs, kPoly>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -348,6 +354,20 @@ cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
   prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride,
                                                           p.k_batch_stride, typename T::SmemLayoutK{}(_, _, _0{}));
   return launch_query_tiles<T>(&score_sm90_kernel<T>, prm, p, stream);
+}
+
+// The op's score kernel: CTAs of four warpgroups when their grid has at least one CTA per SM of
+// the current device, else two CTAs of two warpgroups per SM (a grid of fewer 256-row CTAs than
+// SMs would leave SMs idle that the 128-row CTAs fill).
+template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0>
+cudaError_t run_block_scores(const AttnParams& p, cudaStream_t stream) {
+  int device = 0, sms = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  if (linear_tiles<ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, 1, 4>::kBlockM>(p) >= sms)
+    return run_score<Element, kHeadDim, kBlockSize, kDiag, 1, 4>(p, stream);
+  return run_score<Element, kHeadDim, kBlockSize, kDiag, 2, 2>(p, stream);
 }
 
 }  // namespace adaspa::sm90

@@ -43,6 +43,18 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
+// 2^x on the FMA pipe (kernel-lab experiments on MUFU-bound loops; no op uses it): x rounded to an
+// integer n by adding 1.5 * 2^23 (n lands in the low mantissa bits), a degree-3 polynomial for
+// 2^(x - n) on [-0.5, 0.5] (relative error < 8e-5), n added to the result's exponent bits. x is
+// clamped to [-126, 127], so 2^-inf gives ~1e-38 instead of 0.
+__device__ __forceinline__ float exp2_poly(float x) {
+  x = fminf(fmaxf(x, -126.f), 127.f);
+  const float t = x + 12582912.f;
+  const float f = x - (t - 12582912.f);
+  const float p = fmaf(fmaf(fmaf(0.05508868f, f, 0.24260405f), f, 0.69327623f), f, 0.99992895f);
+  return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
+}
+
 // log2(x) as one MUFU.LG2 instruction; log2(0) = -inf.
 __device__ __forceinline__ float log2_approx(float x) {
   float y;
