@@ -50,8 +50,10 @@ using namespace cute;
 // kConsumerWGs 4 (with kCtasPerSm 1): a CTA of 256 query rows whose four warpgroups (one S tile
 // each) share every K tile: as many consumer warps per scheduler as two CTAs of two, half the K
 // bytes from L2 and half the TMA writes into shared memory; 1.05-1.08x two CTAs of two on an H200.
-// kPoly (a lab experiment, 0 in every op): of every 8 columns, how many take their exponential on
-// the FMA pipe (exp2_poly) instead of MUFU.
+// kPoly: of every 8 columns, how many take their exponential on the FMA pipe (exp2_poly, relative
+// error < 8e-5) instead of MUFU. 1 at D 64, where MUFU binds (48 heads x 32K^2 exponentials at 16
+// per clock and SM are ~0.7 of the pass): 1.015-1.03x on an H200 (four warpgroups); 2 measured
+// 0.88-0.91x, and at D 128 (Q K^T binds) 1 measured 0.92-0.94x, so 0 there.
 template <typename Element_, int kHeadDim_, int kBlockSize_, int kDiag_ = 0, int kCtasPerSm_ = 2,
           int kConsumerWGs_ = 2, int kPoly_ = 0>
 struct ScoreTraits {
@@ -224,7 +226,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kCtasPerSm) score_sm90_kernel
     constexpr int kCols = decltype(size<1>(Sc))::value;  // 64: pairs of columns every 8
     static_assert(kRows == 2 && kCols % kHalves == 0);
 
-    // Log2-domain lse of this thread's rows; rows past Nq (zero-filled Q) get +inf and add 0.
+    // Log2-domain lse of this thread's rows; rows past Nq (zero-filled Q) get +inf and add 0 (2^-126
+    // where exp2_poly runs).
     float lse_log2[kRows];
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
@@ -359,15 +362,18 @@ cudaError_t run_score(const AttnParams& p, cudaStream_t stream) {
 // The op's score kernel: CTAs of four warpgroups when their grid has at least one CTA per SM of
 // the current device, else two CTAs of two warpgroups per SM (a grid of fewer 256-row CTAs than
 // SMs would leave SMs idle that the 128-row CTAs fill).
+// Both shapes take the same exponentials on the FMA pipe (kPoly), so they give the same scores bit
+// for bit.
 template <typename Element, int kHeadDim, int kBlockSize, int kDiag = 0>
 cudaError_t run_block_scores(const AttnParams& p, cudaStream_t stream) {
+  constexpr int kPoly = kHeadDim == 64 ? 1 : 0;
   int device = 0, sms = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (err != cudaSuccess) return err;
   if (linear_tiles<ScoreTraits<Element, kHeadDim, kBlockSize, kDiag, 1, 4>::kBlockM>(p) >= sms)
-    return run_score<Element, kHeadDim, kBlockSize, kDiag, 1, 4>(p, stream);
-  return run_score<Element, kHeadDim, kBlockSize, kDiag, 2, 2>(p, stream);
+    return run_score<Element, kHeadDim, kBlockSize, kDiag, 1, 4, kPoly>(p, stream);
+  return run_score<Element, kHeadDim, kBlockSize, kDiag, 2, 2, kPoly>(p, stream);
 }
 
 }  // namespace adaspa::sm90

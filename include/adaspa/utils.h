@@ -43,7 +43,7 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe (kernel-lab experiments on MUFU-bound loops; no op uses it): x rounded to an
+// 2^x on the FMA pipe, for a share of a MUFU-bound loop's exponentials: x rounded to an
 // integer n by adding 1.5 * 2^23 (n lands in the low mantissa bits), a degree-3 polynomial for
 // 2^(x - n) on [-0.5, 0.5] (relative error < 8e-5), n added to the result's exponent bits. x is
 // clamped to [-126, 127], so 2^-inf gives ~1e-38 instead of 0.
