@@ -50,6 +50,11 @@ def main():
                             torch.tensor([True] + [False] * (mk - 1), device="cuda"))
             if has["block_scores"]:
                 A.block_scores(q, k, lse, bs)
+                if path == "hopper":  # a grid of >= one 256-row CTA per SM: the four-warpgroup score kernel
+                    h = torch.cuda.get_device_properties(0).multi_processor_count
+                    qh = torch.randn(1, h, nq, d, device="cuda", dtype=DT[dt])
+                    kh = torch.randn(1, h, nk, d, device="cuda", dtype=DT[dt])
+                    A.block_scores(qh, kh, torch.rand(1, h, nq, device="cuda") + 4.0, bs)
         print(f"ran path={path} dtype={dt} d={d} bs={bs}: {', '.join(op for op, ok in has.items() if ok)}")
     # the packed pattern -> idx kernel: mk 13 (bits above it set), with and without text query blocks
     packed = torch.randint(0, 256, (1, 2, 5, 2), dtype=torch.uint8, device="cuda")
