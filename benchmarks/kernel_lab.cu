@@ -12,7 +12,10 @@
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
 //        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
-//        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; block_scores with one CTA
+//        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; at D 64 block 64 the wide
+//        kernel at two CTAs per SM is row "sm90w" and the 64-wide kernel the op ran before, row
+//        "sm90 64w";
+//        block_scores with one CTA
 //        of two warpgroups per SM, row "sm90 1c"; with two such CTAs per SM (what the op runs when
 //        its four-warpgroup CTAs would not fill the SMs), row "sm90 2c"; with four warpgroups and
 //        1 / 2 of every 8 exponentials on the FMA pipe, rows "sm90 4p1" / "sm90 4p2";
@@ -149,8 +152,8 @@ cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem
 template <int D, int BS>
 cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
 
-// LAB_DIAG=1, leave-one-out diagnostics (wrong results, timed only): flash_sm90_kernel as the op
-// runs it at D 64 (lazy at block 128, eager at 64; no early softmax; kDiag 0 = the base, row
+// LAB_DIAG=1, leave-one-out diagnostics (wrong results, timed only): flash_sm90_kernel (lazy at
+// block 128, the 64-wide eager kernel at 64; no early softmax; kDiag 0 = the base, row
 // "d0") without its softmax (d1), without P V (d2) or without Q K^T (d3); the score kernel
 // without exponentials (d1) or without Q K^T (d2).
 template <int D, int BS, int kDiag>
@@ -183,6 +186,9 @@ cudaError_t launch_sm90_s3(const AttnParams& p) {
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
+// D 64 block 64: the 64-wide kernel at four CTAs per SM, O rescaled eagerly (row "sm90 64w"), the
+// op's kernel before the wide one at three CTAs per SM.
+cudaError_t launch_sm90_64wide(const AttnParams& p) { return sm90::run_flash<Elem, 64, 64>(p, nullptr); }
 
 using Launch = cudaError_t (*)(const AttnParams&);
 
@@ -289,7 +295,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[22]) {
+void kernels(Launch (&k)[24]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -303,6 +309,7 @@ void kernels(Launch (&k)[22]) {
   k[20] = launch_score_poly<D, BS, 1>, k[21] = launch_score_poly<D, BS, 2>;
   k[16] = launch_sm90_diag<D, BS, 3>, k[17] = launch_sm90_diag<D, BS, 0>;
   if constexpr (BS == 128) k[15] = launch_sm90_s3<D, BS>;
+  if constexpr (D == 64 && BS == 64) k[22] = launch_sm90_64wide;
 }
 
 int main(int argc, char** argv) {
@@ -310,7 +317,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[22] = {};
+  Launch k[24] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -433,10 +440,11 @@ int main(int argc, char** argv) {
       variant("sm90 lr", k[7]);             // lazy rescaling of O
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
+      if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
-        // The base: the kernel the diagnostics leave parts out of (the op's at D 64 and at D 128
-        // block 128 but for the early softmax; at D 128 block 64 the 64-wide kernel, not the op's
-        // wide one), checked like the variants.
+        // The base: the kernel the diagnostics leave parts out of (the op's at block 128 but for
+        // the early softmax at D 128; at block 64 the 64-wide kernel, not the op's wide one),
+        // checked like the variants.
         double err0 = 0;
         const double ms0 = check_and_time(k[17], err0);
         std::printf("D=%d bs=%d N=%d H=%d density=%.2f keep=%d  sm90 d0 (the base) %.3f ms  max_abs_err %.2e  "

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -388,7 +389,24 @@ def test_hopper_kernels_compile_for_sm90a(tmp_path, monkeypatch):
                           "-Xptxas", "-v", f"-I{ROOT / 'include'}", f"-I{cutlass}", "-c", str(unit),
                           "-o", str(tmp_path / "h.o")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]
-    spills = [ln for ln in res.stderr.splitlines() if "spill" in ln]
+    # (kernel, its spill line): ptxas names the entry function before reporting on it
+    spills, kernel = [], None
+    for ln in res.stderr.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)'", ln)
+        if m:
+            kernel = m.group(1)
+        elif "spill" in ln:
+            spills.append((kernel, ln))
     assert spills, res.stderr[-2000:]  # ptxas reported on the kernels
-    assert all(" 0 bytes spill stores, 0 bytes spill loads" in ln for ln in spills), \
-        "\n".join(ln for ln in spills if " 0 bytes spill stores, 0 bytes spill loads" not in ln)
+    bad = [f"{k}: {ln}" for k, ln in spills
+           if " 0 bytes spill stores, 0 bytes spill loads" not in ln and not _allowed_spill(k, ln)]
+    assert not bad, "\n".join(bad)
+
+
+def _allowed_spill(kernel, line):
+    """The D 64 wide sparse kernel bounded to three CTAs per SM (128 registers): ptxas spills 16
+    bytes, stored before its main loop and loaded after it (SASS read when it was adopted; measured
+    faster than without the bound). Any other spill, or more than that, fails."""
+    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+    return (kernel is not None and "FlashWideTraits" in kernel and "Li64ELb1ELi3E" in kernel
+            and m is not None and int(m.group(1)) <= 16 and int(m.group(2)) <= 24)

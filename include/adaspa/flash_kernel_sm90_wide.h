@@ -10,8 +10,9 @@
 // without explicit ping-pong).
 //
 // Used at D 128: 1.04-1.22x the 64-wide kernel on an H200 (32K tokens, density 0.1-1.0). At D 64
-// it fits two CTAs per SM against the 64-wide kernel's four and measured 0.86-1.05x, so D 64 keeps
-// the 64-wide kernel (launch_sm90.h; NOTES.md).
+// with two CTAs per SM (against the 64-wide kernel's four) it measured 0.86-1.05x; bounded to three
+// (kMinCtasPerSm) and rescaling O lazily, 1.02-1.07x, so D 64 uses it that way (launch_sm90.h;
+// NOTES.md).
 //
 // Odd counts: the last tile's second half is a phantom block. The producer loads it from a row
 // coordinate past Nk, so TMA writes zeros (no L2 traffic; V must be finite there, since P = 0
@@ -57,7 +58,8 @@
 namespace adaspa::sm90 {
 
 // kLazyRescale: as in FlashSparseTraits (the shared online_softmax_update).
-template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false>
+// kMinCtasPerSm: the launch bound (2 at D 128, 3 at D 64: launch_sm90.h).
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -73,10 +75,10 @@ struct FlashWideTraits {
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // 128-row stages: one at D 128 (two would leave one CTA per SM), two at D 64. Resident CTAs
   // per SM follow from registers and shared memory: D 128 two (80 KB, 163 registers); D 64
-  // three (72 KB, 129 registers). Asking ptxas for three at D 64 caps it at 128 registers and
-  // spills 4 bytes, so the bound below stays two.
+  // three (72 KB, 128 registers when bounded to three: ptxas then spills 16 bytes, stored before
+  // the main loop and loaded after it, SASS checked; unbounded it takes 129 and two fit).
   static constexpr int kStages = kHeadDim == 128 ? 1 : 2;
-  static constexpr int kMinCtasPerSm = 2;
+  static constexpr int kMinCtasPerSm = kMinCtasPerSm_;
 
   using TiledMmaQK = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>()));
@@ -314,10 +316,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 }
 
 // Same interface as run_flash (block 64 only).
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   static_assert(kBlockSize == 64, "the wide-tile kernel pairs 64-row blocks");
-  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;

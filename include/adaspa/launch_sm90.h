@@ -24,10 +24,12 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
     // the block-lse stores after the hand-over of the tensor cores (flash_kernel_sm90.h).
     // The early softmax at D 128: 1.02-1.06x on an H200 (block 64 and 128); at D 64 1.00x.
     return sm90::run_flash_search<Element, kHeadDim, kBlockSize, true, kHeadDim == 128>(params, stream);
-  } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 64 && kHeadDim == 128) {
+  } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 64) {
     // Key tiles of two listed blocks (flash_kernel_sm90_wide.h), O rescaled lazily (softmax.h,
-    // online_softmax_update): 1.00-1.07x eager rescaling on an H200, median 1.02x.
-    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true>(params, stream);
+    // online_softmax_update): at D 128 1.00-1.07x eager rescaling on an H200, median 1.02x. At
+    // D 64 bounded to three CTAs per SM (128 registers; 16 bytes spill outside the main loop):
+    // 1.02-1.07x the 64-wide kernel at four CTAs on an H200.
+    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, kHeadDim == 64 ? 3 : 2>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128) {
     // O rescaled lazily: 1.04x at D 128, 1.01x at D 64 on an H200. Not at D 64 block 64 (below):
     // there it measured 0.96x (106 registers, 3 CTAs per SM instead of 4). The early softmax at
