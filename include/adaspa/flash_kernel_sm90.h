@@ -8,8 +8,9 @@
 //              tile read from L2 feeds 128 rows (the FlashAttention-3 arrangement).
 //   block 64:  one consumer warpgroup; two CTAs share an SM and the hardware interleaves their
 //              softmax and MMA phases (each query block has its own list, so two warpgroups
-//              cannot share a stream). At D 128 the sparse op takes the variant with key tiles
-//              of two listed blocks instead (flash_kernel_sm90_wide.h).
+//              cannot share a stream). The sparse op takes the variant with key tiles of two
+//              listed blocks instead (flash_kernel_sm90_wide.h); this one stays the kernel lab's
+//              reference at block 64.
 // A key tile is one listed block: blocks are contiguous row ranges, so the list entry is the TMA
 // row coordinate and no gather is needed. The producer and every consumer warp walk the list
 // themselves (no block index passes through shared memory). Rows and columns past Nq / Nk are
