@@ -31,9 +31,8 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
     // 1.02-1.07x the 64-wide kernel at four CTAs on an H200.
     return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, kHeadDim == 64 ? 3 : 2>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128) {
-    // O rescaled lazily: 1.04x at D 128, 1.01x at D 64 on an H200. Not at D 64 block 64 (below):
-    // there it measured 0.96x (106 registers, 3 CTAs per SM instead of 4). The early softmax at
-    // D 128: 1.00-1.04x on an H200; at D 64 it measured 0.95-0.97x, so not there.
+    // O rescaled lazily: 1.04x at D 128, 1.01x at D 64 on an H200. The early softmax at D 128:
+    // 1.00-1.04x on an H200; at D 64 it measured 0.95-0.97x, so not there.
     return sm90::run_flash<Element, kHeadDim, kBlockSize, false, true, kHeadDim == 128>(params, stream);
   } else {
     return sm90::run_flash<Element, kHeadDim, kBlockSize, kKernel == Kernel::kFlashDense>(params, stream);
