@@ -1,5 +1,6 @@
 """Correctness of the four ops against the float64 references, on the CPU and (marked gpu) CUDA."""
 import math
+import re
 
 import pytest
 import torch
@@ -139,13 +140,18 @@ def _hopper_bf16_tuples(op):
             for path, dt, d, bs in ops.compiled_tuples(op) if path == "hopper" and dt == "bf16"]
 
 
-def _plan_kernels_ran(fn):
-    """Whether fn launched the tile-order planning kernels (tile_order.h), by the profiler's names."""
+def _cuda_kernel_names(fn):
+    """Names of the CUDA kernels fn launched, as the profiler reports them."""
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return any("tile_bins_kernel" in e.key for e in prof.key_averages())
+    return [e.key for e in prof.key_averages()]
+
+
+def _plan_kernels_ran(fn):
+    """Whether fn launched the tile-order planning kernels (tile_order.h), by the profiler's names."""
+    return any("tile_bins_kernel" in name for name in _cuda_kernel_names(fn))
 
 
 @pytest.mark.parametrize("dt,d,bs", _hopper_bf16_tuples("sparse_attn"))
@@ -232,14 +238,9 @@ def test_block_scores_with_stale_lse(device, path, dtype, d, bs, monkeypatch):
 def _score_kernel_shapes(fn):
     """(CTAs per SM, warpgroups per CTA) of each hopper score kernel fn launched, by the profiler's
     kernel names (ScoreTraits' template arguments)."""
-    import re
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
     shapes = set()
-    for e in prof.key_averages():
-        m = re.search(r"score_sm90_kernel<.*?ScoreTraits<([^<>]*)>", e.key)
+    for name in _cuda_kernel_names(fn):
+        m = re.search(r"score_sm90_kernel<.*?ScoreTraits<([^<>]*)>", name)
         if m:  # <element, head dim, block size, diag, CTAs per SM, warpgroups, ...>
             args = [a.strip() for a in m.group(1).split(",")]
             shapes.add((int(args[4]), int(args[5])))
