@@ -17,7 +17,8 @@
 //        "sm90 64w"; block_scores with one CTA of two warpgroups per SM, row "sm90 1c"; with two
 //        such CTAs per SM (what the op runs when its four-warpgroup CTAs would not fill the SMs),
 //        row "sm90 2c"; with four warpgroups and 1 / 2 of every 8 exponentials on the FMA pipe,
-//        rows "sm90 4p1" / "sm90 4p2";
+//        rows "sm90 4p1" / "sm90 4p2"; at block 128 the wide kernel over 64-row halves of each
+//        query block, row "sm90 w128";
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -185,6 +186,12 @@ cudaError_t launch_sm90_s3(const AttnParams& p) {
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
 template <int D>
 cudaError_t launch_sm90_wide(const AttnParams& p) { return sm90::run_flash_sparse_wide<Elem, D, 64>(p, nullptr); }
+// Block 128 on the wide kernel (row "sm90 w128"): a CTA takes one 64-row half of a query block,
+// a key tile is one listed block; lazy, three CTAs per SM at D 64 and two at D 128 as at block 64.
+template <int D>
+cudaError_t launch_sm90_w128(const AttnParams& p) {
+  return sm90::run_flash_sparse_wide<Elem, D, 128, true, D == 64 ? 3 : 2>(p, nullptr);
+}
 
 using Launch = cudaError_t (*)(const AttnParams&);
 
@@ -308,6 +315,7 @@ void kernels(Launch (&k)[24]) {
   // D 64 block 64: the 64-wide kernel at four CTAs per SM, O rescaled eagerly (row "sm90 64w", the
   // op's kernel before the wide one at three CTAs per SM): the diagnostics' base kernel.
   if constexpr (D == 64 && BS == 64) k[22] = k[17];
+  if constexpr (BS == 128) k[23] = launch_sm90_w128<D>;
 }
 
 int main(int argc, char** argv) {
@@ -439,6 +447,7 @@ int main(int argc, char** argv) {
       if (k[9]) variant("sm90 es", k[9]);  // block 128: the early softmax
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
+      if (k[23]) variant("sm90 w128", k[23]);  // block 128: 64-row halves on the wide kernel
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
         // The base: the kernel the diagnostics leave parts out of (the op's at block 128 but for
         // the early softmax at D 128; at block 64 the 64-wide kernel, not the op's wide one),

@@ -140,20 +140,21 @@ KernelPath find_kernels(const OpKernels& ops, const Tuple& t, int device, Kernel
 }
 
 // The portable kernels' grid is (tiles, heads, batch), the hopper kernels' one-dimensional over
-// every (tile, head, batch entry) (tile_scheduler.h): the limits of both, whichever path runs.
+// every (tile, head, batch entry) (tile_scheduler.h), with up to two CTAs per query block (the
+// block-128 sparse kernel at D 64 runs one per 64-row half): the limits of all, whichever path runs.
 void check_grid(const char* op, const AttnShape& s) {
   ADASPA_CHECK_VALUE(s.heads <= kMaxGridYZ && s.batch <= kMaxGridYZ, "adaspa.", op, ": at most ", kMaxGridYZ,
                     " heads and ", kMaxGridYZ, " batch entries per call, got H=", s.heads, " B=", s.batch);
-  const int64_t tiles = s.batch * s.heads * s.mq;
-  ADASPA_CHECK_VALUE(linear_grid_fits(tiles), "adaspa.", op, ": B * H * ceil(Nq / block_size) must be < 2^31, got ",
-                    tiles);
+  const int64_t tiles = 2 * s.batch * s.heads * s.mq;
+  ADASPA_CHECK_VALUE(linear_grid_fits(tiles), "adaspa.", op,
+                    ": 2 * B * H * ceil(Nq / block_size) must be < 2^31, got ", tiles);
 }
 
 // ADASPA_TILE_ORDER (read at every call, for A / B benchmarks): whether the hopper sparse kernel
 // takes its tiles longest idx row first (tile_order.h). never (default: the order measured no
-// faster than launch order on an H200, NOTES.md); auto: when the grid is at least
-// kOrderMinCtasPerSm CTAs per SM (below that nearly every CTA starts at once and the order has
-// nothing to balance); always.
+// faster than launch order on an H200, NOTES.md); auto: when there are at least
+// kOrderMinCtasPerSm idx rows per SM (a row is one CTA, or two at D 64 block 128; below that nearly
+// every CTA starts at once and the order has nothing to balance); always.
 constexpr int64_t kOrderMinCtasPerSm = 4;
 bool want_tile_order(int64_t tiles, int device) {
   const char* env = std::getenv("ADASPA_TILE_ORDER");

@@ -264,6 +264,8 @@ struct ListCursor {
     pending &= pending - 1;
     return __shfl_sync(0xffffffffu, entry, l);
   }
+  // next() would return -1 (a sufficient test: entries it has not read may all be rejected).
+  __device__ __forceinline__ bool exhausted(const AttnParams& p) const { return !pending && base >= p.kmax; }
 };
 
 // Every key tile in order, the cursor of the dense pass (same interface as ListCursor).
@@ -713,11 +715,10 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
 }
 
-// Launch one CTA per T::kBlockM query rows, head and batch entry (a one-dimensional grid over
-// linear tile ids, tile_scheduler.h), with T's dynamic shared memory.
+// Launch `tiles` CTAs (a one-dimensional grid over linear tile ids, tile_scheduler.h) with T's
+// dynamic shared memory.
 template <typename T, typename Kernel, typename Params>
-cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream) {
-  const int64_t tiles = linear_tiles<T::kBlockM>(p);
+cudaError_t launch_grid(Kernel kernel, const Params& prm, cudaStream_t stream, int64_t tiles) {
   if (!linear_grid_fits(tiles)) return cudaErrorInvalidConfiguration;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
@@ -725,11 +726,17 @@ cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParam
   return cudaGetLastError();
 }
 
-// The sparse kernels' tiles are the idx rows (one query block per CTA); given scratch, plan the
-// longest-first order (tile_order.h) into p before the launch.
+// Launch one CTA per T::kBlockM query rows, head and batch entry.
+template <typename T, typename Kernel, typename Params>
+cudaError_t launch_query_tiles(Kernel kernel, const Params& prm, const AttnParams& p, cudaStream_t stream) {
+  return launch_grid<T>(kernel, prm, stream, linear_tiles<T::kBlockM>(p));
+}
+
+// The sparse kernels' tiles are the idx rows (one query block per CTA, or per two CTAs that take
+// its halves); given scratch, plan the longest-first order (tile_order.h) into p before the launch.
 template <typename T>
 cudaError_t plan_sparse_tiles(AttnParams& p, cudaStream_t stream) {
-  static_assert(T::kBlockM == T::kBlockSize, "one idx row per CTA");
+  static_assert(T::kBlockM == T::kBlockSize || 2 * T::kBlockM == T::kBlockSize, "one idx row per CTA or per two");
   p.tile_order = nullptr;
   return p.order_ws && p.kmax > 0 ? plan_tile_order(p, stream) : cudaSuccess;
 }

@@ -59,7 +59,10 @@ namespace adaspa::sm90 {
 
 // kLazyRescale: as in FlashSparseTraits (the shared online_softmax_update).
 // kMinCtasPerSm: the launch bound (2 at D 128, 3 at D 64: launch_sm90.h).
-template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2>
+// kListBlock: the op's block size. 64: a key tile is two listed blocks, a CTA one query block.
+// 128: a key tile is one listed block, a CTA one 64-row half of a query block (CTAs 2i and 2i + 1
+// walk the same idx row; half_cta_tile).
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -68,9 +71,11 @@ struct FlashWideTraits {
   // The 64-wide block-64 kernel's traits: the Q tile, its TMA and the gmem tensor types are the same.
   using Base = FlashSparseTraits<Element, kHeadDim, 64>;
 
-  static constexpr int kBlockSize = 64;  // rows of one listed block
-  static constexpr int kBlockM = 64;     // one query block per CTA
-  static constexpr int kBlockN = 128;    // a key tile: two listed blocks
+  static constexpr int kBlockSize = kListBlock_;  // rows of one listed block
+  static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
+  static constexpr int kBlockM = 64;                     // query rows of a CTA
+  static constexpr int kBlockN = 128;                    // a key tile
+  static constexpr int kBlocksPerTile = kBlockN / kBlockSize;  // listed blocks per key tile: 2 or 1
   static constexpr int kConsumerThreads = 128, kProducerThreads = 32;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // 128-row stages: one at D 128 (two would leave one CTA per SM), two at D 64. Resident CTAs
@@ -136,8 +141,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const AttnParams& p = prm.p;
-  const CtaTile cta = linear_cta_tile<kBlockM>(p);
+  constexpr int kBlockSize = T::kBlockSize, kBlocksPerTile = T::kBlocksPerTile;
+  const CtaTile cta = kBlocksPerTile == 2 ? linear_cta_tile<kBlockM>(p) : half_cta_tile<kBlockM>(p);
   const int m_block = cta.m_block, h = cta.h, b = cta.b;
+  if (kBlocksPerTile == 1 && m_block * kBlockM >= p.nq) return;  // the second half of a short last block
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
 
@@ -157,9 +164,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
-  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block) * p.kmax;
-  // Listed blocks on the key side; block nblk starts at or past Nk (the phantom's coordinate).
-  const int nblk = (p.nk + 63) / 64;
+  const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block / (kBlockSize / kBlockM)) * p.kmax;
+  // Listed blocks on the key side; 64-row block nblk64 starts at or past Nk (the phantom's
+  // coordinate; at block 128 the second half of the last block may be it).
+  const int nblk = (p.nk + kBlockSize - 1) / kBlockSize;
+  const int nblk64 = (p.nk + 63) / 64;
 
   if (warp >= T::kConsumerThreads / 32) {
     // Producer warp: all lanes walk the list, lane 0 issues the copies.
@@ -204,9 +213,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     for (;;) {
       const int b0 = list.next(p, lane);
       if (b0 < 0) break;
-      const int b1 = list.next(p, lane);
-      if (lane == 0) issue(b0, b1 >= 0 ? b1 : nblk);  // nblk: the zero-filled phantom
-      if (b1 < 0) break;
+      if constexpr (kBlocksPerTile == 1) {
+        if (lane == 0) issue(2 * b0, 2 * b0 + 1);  // past Nk: zero-filled
+      } else {
+        const int b1 = list.next(p, lane);
+        if (lane == 0) issue(b0, b1 >= 0 ? b1 : nblk64);  // nblk64: the zero-filled phantom
+        if (b1 < 0) break;
+      }
     }
   } else {
     // Consumer warpgroup: the 64 query rows.
@@ -233,8 +246,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
     clear(tOrO);
     const float scale_log2 = prm.scale_log2;
-    // Columns of the last listed block before Nk (1..64).
-    const int last_cols = p.nk - (nblk - 1) * 64;
+    // Columns of the last listed block before Nk (1..kBlockSize).
+    const int last_cols = p.nk - (nblk - 1) * kBlockSize;
 
     // Online softmax of a 128-column S tile whose first `valid` columns are keys (the rest: past
     // Nk in the last block, or the phantom half), masked first; then softmax_tile, as in the
@@ -268,7 +281,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     for (int n = 0;; ++n) {
       const int b0 = list.next(p, lane);
       if (b0 < 0) break;
-      const int b1 = list.next(p, lane);  // -1: the second half is the phantom
+      const int b1 = kBlocksPerTile == 2 ? list.next(p, lane) : -1;  // -1: the second half is the phantom
       const int s = n % kStages;
       const uint32_t phase = (n / kStages) & 1;
       ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
@@ -277,7 +290,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       warpgroup_fence_operand(tSrS);
       release(&ss.empty_k[s]);
       // b0 < b1 < nblk, so only a tile's last real block can be the partial one.
-      softmax(b1 >= 0 ? 64 + (b1 == nblk - 1 ? last_cols : 64) : (b0 == nblk - 1 ? last_cols : 64));
+      if constexpr (kBlocksPerTile == 1) softmax(b0 == nblk - 1 ? last_cols : kBlockN);
+      else softmax(b1 >= 0 ? 64 + (b1 == nblk - 1 ? last_cols : 64) : (b0 == nblk - 1 ? last_cols : 64));
       rescale_o();
       to_p();
       ClusterTransactionBarrier::wait(&ss.full_v[s], phase);
@@ -285,7 +299,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
       release(&ss.empty_v[s]);
-      if (b1 < 0) break;
+      // Leaving at the bottom when the list is used up (at block 128 the next() at the top would
+      // say so as well) keeps ptxas from serialising the wgmmas (C7512, 160-208 bytes of spill).
+      if (kBlocksPerTile == 2 ? b1 < 0 : list.exhausted(p)) break;
     }
 
     // Epilogue (as the 64-wide kernel): out = O / l, lse = m * scale + ln(l); a row that visited
@@ -315,11 +331,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 #endif
 }
 
-// Same interface as run_flash (block 64 only).
+// Same interface as run_flash.
 template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
-  static_assert(kBlockSize == 64, "the wide-tile kernel pairs 64-row blocks");
-  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -332,7 +347,9 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
                                                    typename T::SmemLayoutKVHalf{});
   prm.tma_v = make_tma_rows<Element, kHeadDim, 64>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
                                                    typename T::SmemLayoutKVHalf{});
-  return launch_query_tiles<T>(&flash_wide_sm90_kernel<T>, prm, p, stream);
+  // Block 128: two CTAs per idx row (half_cta_tile).
+  const int64_t tiles = T::kBlocksPerTile == 2 ? linear_tiles<64>(p) : 2 * linear_tiles<128>(p);
+  return launch_grid<T>(&flash_wide_sm90_kernel<T>, prm, stream, tiles);
 }
 
 }  // namespace adaspa::sm90

@@ -30,10 +30,14 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
     // D 64 bounded to three CTAs per SM (128 registers; 16 bytes spill outside the main loop):
     // 1.02-1.07x the 64-wide kernel at four CTAs on an H200.
     return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, kHeadDim == 64 ? 3 : 2>(params, stream);
+  } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128 && kHeadDim == 64) {
+    // The wide kernel over 64-row halves of each query block, a key tile = one listed block,
+    // three CTAs per SM: 1.03-1.21x the ping-pong on an H200 (32K tokens, density 0.1-0.5).
+    // At D 128 it measured 0.88-0.92x, so the ping-pong stays there.
+    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, 3>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128) {
-    // O rescaled lazily: 1.04x at D 128, 1.01x at D 64 on an H200. The early softmax at D 128:
-    // 1.00-1.04x on an H200; at D 64 it measured 0.95-0.97x, so not there.
-    return sm90::run_flash<Element, kHeadDim, kBlockSize, false, true, kHeadDim == 128>(params, stream);
+    // O rescaled lazily: 1.04x at D 128 on an H200; the early softmax 1.00-1.04x.
+    return sm90::run_flash<Element, kHeadDim, kBlockSize, false, true, true>(params, stream);
   } else {
     return sm90::run_flash<Element, kHeadDim, kBlockSize, kKernel == Kernel::kFlashDense>(params, stream);
   }

@@ -52,6 +52,19 @@ __device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p) {
   const int hb = t / tiles;
   return {t - hb * tiles, hb % p.heads, hb / p.heads};
 }
+
+// Kernels whose CTA takes half of a 2 kBlockM-row query tile: CTAs 2i and 2i + 1 take the two
+// halves (m_block counts kBlockM-row tiles) of tile i of linear_cta_tile<2 kBlockM>'s order, so
+// a planned order stays one entry per idx row. The grid is 2 * linear_tiles<2 kBlockM>(p); the
+// second half of a last tile of at most kBlockM rows starts at or past Nq (the kernel returns).
+template <int kBlockM>
+__device__ __forceinline__ CtaTile half_cta_tile(const AttnParams& p) {
+  const int tiles = (p.nq + 2 * kBlockM - 1) / (2 * kBlockM);
+  const int i = static_cast<int>(blockIdx.x / 2);
+  const int t = p.tile_order ? __ldg(p.tile_order + i) : i;
+  const int hb = t / tiles;
+  return {2 * (t - hb * tiles) + static_cast<int>(blockIdx.x % 2), hb % p.heads, hb / p.heads};
+}
 #endif
 
 }  // namespace adaspa
