@@ -702,8 +702,9 @@ inline bool tma_compatible(const AttnParams& p, int element_bytes) {
          ok(p.v_batch_stride, p.batch) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
 }
 
-// TMA descriptor of a (rows, head dim, heads, batch) global tensor for a (kRows x kHeadDim) box.
-template <typename Element, int kHeadDim, int kRows, typename SmemLayout>
+// TMA descriptor of a (rows, head dim, heads, batch) global tensor for a (kRows x kHeadDim) box
+// (CopyOp SM90_TMA_LOAD_MULTICAST: the whole box, multicast to the CTAs of a mask).
+template <typename Element, int kHeadDim, int kRows, typename CopyOp = SM90_TMA_LOAD, typename SmemLayout>
 auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_stride, int64_t head_stride,
                    int64_t batch_stride, SmemLayout smem_layout) {
   // Strides of length-one dimensions (never used) made ones TMA accepts.
@@ -712,18 +713,32 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   if (p.batch <= 1) batch_stride = head_stride * p.heads;
   Tensor g = make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
                          make_stride(row_stride, _1{}, head_stride, batch_stride));
-  return make_tma_copy(SM90_TMA_LOAD{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
+  return make_tma_copy(CopyOp{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
 }
 
 // Launch `tiles` CTAs (a one-dimensional grid over linear tile ids, tile_scheduler.h) with T's
-// dynamic shared memory.
+// dynamic shared memory, in clusters of `cluster` consecutive CTAs (tiles a multiple of it).
 template <typename T, typename Kernel, typename Params>
-cudaError_t launch_grid(Kernel kernel, const Params& prm, cudaStream_t stream, int64_t tiles) {
+cudaError_t launch_grid(Kernel kernel, const Params& prm, cudaStream_t stream, int64_t tiles, int cluster = 1) {
   if (!linear_grid_fits(tiles)) return cudaErrorInvalidConfiguration;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
-  kernel<<<static_cast<unsigned>(tiles), T::kNThreads, T::kSmemBytes, stream>>>(prm);
-  return cudaGetLastError();
+  if (cluster == 1) {
+    kernel<<<static_cast<unsigned>(tiles), T::kNThreads, T::kSmemBytes, stream>>>(prm);
+    return cudaGetLastError();
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(cluster);
+  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(tiles));
+  cfg.blockDim = dim3(T::kNThreads);
+  cfg.dynamicSmemBytes = T::kSmemBytes;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, prm);
 }
 
 // Launch one CTA per T::kBlockM query rows, head and batch entry.

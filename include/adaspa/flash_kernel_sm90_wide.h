@@ -14,6 +14,13 @@
 // (kMinCtasPerSm) and rescaling O lazily, 1.02-1.07x, so D 64 uses it that way (launch_sm90.h;
 // NOTES.md).
 //
+// Block 128 (kListBlock 128, used at D 64): a CTA takes one 64-row half of a query block, a key
+// tile is one listed block (its two 64-row halves are the two TMA boxes). The two CTAs of a query
+// block walk the same list, so with kCluster they form a cluster: each loads one half of every
+// K / V tile and multicasts it into both CTAs' stage, which halves the L2 -> SM bytes (64 query
+// rows per 128-key tile are 64 FLOP per byte otherwise). 1.03-1.21x the block-128 ping-pong at
+// D 64, and the cluster 1.00-1.06x more (H200); at D 128 the ping-pong stays faster.
+//
 // Odd counts: the last tile's second half is a phantom block. The producer loads it from a row
 // coordinate past Nk, so TMA writes zeros (no L2 traffic; V must be finite there, since P = 0
 // times NaN would poison O), and the consumer masks its 64 columns to -inf. The alternative, a
@@ -49,6 +56,16 @@
 //   needs fill k, which the producer issues only after its wait on release k - 1 returned.
 // - The only CTA-wide barrier (__syncthreads after the mbarrier init) comes before the roles split;
 //   the producer warp may exit with its copies in flight, as the consumers wait for them.
+// - Cluster (block 128): both CTAs walk the same list, so they fill the same stages in the same
+//   order. A fill writes both CTAs' stage s, so each empty barrier counts the releases of both
+//   CTAs' consumer warps (8; each warp arrives on its own and on the peer's) and neither producer
+//   overwrites a stage the other CTA still reads. Each CTA's full barrier gets its own producer's
+//   arrive.expect_tx of the whole stage and the bytes of both halves; the peer's half may land
+//   first (the transaction count goes below zero, the phase cannot complete without the local
+//   arrival), and it cannot belong to the next fill, which needs this CTA's release of this one.
+//   The second half of a short last block runs the loop too (it loads its share; it stores
+//   nothing). A cluster-wide barrier after the init (before any remote arrival or multicast) and
+//   one before exit (no CTA leaves while the peer may still arrive on its barriers).
 //
 // The kernel body exists only when compiling for sm_90a (as in flash_kernel_sm90.h).
 #pragma once
@@ -62,7 +79,10 @@ namespace adaspa::sm90 {
 // kListBlock: the op's block size. 64: a key tile is two listed blocks, a CTA one query block.
 // 128: a key tile is one listed block, a CTA one 64-row half of a query block (CTAs 2i and 2i + 1
 // walk the same idx row; half_cta_tile).
-template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64>
+// kCluster (block 128 only): the two CTAs of a query block form a cluster; each loads one 64-row
+// half of every K / V tile and multicasts it to both, so L2 serves each tile once per query block.
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64,
+          bool kCluster_ = false>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -76,6 +96,9 @@ struct FlashWideTraits {
   static constexpr int kBlockM = 64;                     // query rows of a CTA
   static constexpr int kBlockN = 128;                    // a key tile
   static constexpr int kBlocksPerTile = kBlockN / kBlockSize;  // listed blocks per key tile: 2 or 1
+  static constexpr bool kCluster = kCluster_;
+  static_assert(!kCluster || kBlocksPerTile == 1, "a cluster shares the list of one query block");
+  static constexpr int kClusterSize = kCluster ? 2 : 1;
   static constexpr int kConsumerThreads = 128, kProducerThreads = 32;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
   // 128-row stages: one at D 128 (two would leave one CTA per SM), two at D 64. Resident CTAs
@@ -106,7 +129,8 @@ struct FlashWideTraits {
 
   using GmemTensor = typename Base::GmemTensor;
   using TmaQ = typename Base::TmaQ;
-  using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutKVHalf{},
+  using TmaKV = decltype(make_tma_copy(std::conditional_t<kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>{},
+                                       GmemTensor{}, SmemLayoutKVHalf{},
                                        Shape<_64, Int<kHeadDim>>{}, _1{}));
 
   struct Params {
@@ -144,7 +168,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   constexpr int kBlockSize = T::kBlockSize, kBlocksPerTile = T::kBlocksPerTile;
   const CtaTile cta = kBlocksPerTile == 2 ? linear_cta_tile<kBlockM>(p) : half_cta_tile<kBlockM>(p);
   const int m_block = cta.m_block, h = cta.h, b = cta.b;
-  if (kBlocksPerTile == 1 && m_block * kBlockM >= p.nq) return;  // the second half of a short last block
+  // The second half of a short last block (in a cluster it still loads its share of K / V).
+  if (kBlocksPerTile == 1 && !T::kCluster && m_block * kBlockM >= p.nq) return;
+  const uint32_t rank = T::kCluster ? cute::block_rank_in_cluster() : 0;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
 
@@ -154,12 +180,15 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     for (int s = 0; s < kStages; ++s) {
       ClusterTransactionBarrier::init(&ss.full_k[s], 1);
       ClusterTransactionBarrier::init(&ss.full_v[s], 1);
-      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);  // one arrival per consumer warp
-      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
+      // one arrival per consumer warp (of both CTAs in a cluster: a stage is written in both)
+      ClusterBarrier::init(&ss.empty_k[s], T::kClusterSize * T::kConsumerThreads / 32);
+      ClusterBarrier::init(&ss.empty_v[s], T::kClusterSize * T::kConsumerThreads / 32);
     }
     cutlass::arch::fence_barrier_init();
   }
-  __syncthreads();
+  // In a cluster the peer's copies and arrivals land on these barriers: both CTAs initialise first.
+  if constexpr (T::kCluster) cute::cluster_sync();
+  else __syncthreads();
 
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
@@ -201,12 +230,20 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
       if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
       ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kTileBytes);
-      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b0), tKsK(_, 0, 0, s));
-      copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b1), tKsK(_, 1, 0, s));
+      if constexpr (T::kCluster) {  // this CTA's half, into both CTAs (b0, b1: the halves' rows)
+        copy(prm.tma_k.with(ss.full_k[s], 0b11), tKgK(_, rank ? b1 : b0), tKsK(_, rank, 0, s));
+      } else {
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b0), tKsK(_, 0, 0, s));
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b1), tKsK(_, 1, 0, s));
+      }
       if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
       ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kTileBytes);
-      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b0), tVsV(_, 0, 0, s));
-      copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b1), tVsV(_, 1, 0, s));
+      if constexpr (T::kCluster) {
+        copy(prm.tma_v.with(ss.full_v[s], 0b11), tVgV(_, rank ? b1 : b0), tVsV(_, rank, 0, s));
+      } else {
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b0), tVsV(_, 0, 0, s));
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV(_, b1), tVsV(_, 1, 0, s));
+      }
       ++n;
     };
     ListCursor list{row};
@@ -271,7 +308,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     };
     auto release = [&](uint64_t* bar) {
       __syncwarp();
-      if (lane == 0) ClusterBarrier::arrive(bar);
+      if constexpr (T::kCluster) {  // the stage is free once both CTAs' warps are done with it
+        if (lane < 2) ClusterBarrier::arrive(bar, lane, 1);
+      } else {
+        if (lane == 0) ClusterBarrier::arrive(bar);
+      }
     };
     auto rescale_o = [&]() { rescale_tile<T::kLazyRescale>(O, correction); };
 
@@ -328,13 +369,18 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       }
     }
   }
+  // The peer may still arrive on this CTA's barriers: neither CTA of a cluster leaves before both
+  // are done.
+  if constexpr (T::kCluster) cute::cluster_sync();
 #endif
 }
 
 // Same interface as run_flash.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2,
+          bool kCluster = false>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize, kCluster>;
+  using CopyKV = std::conditional_t<kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -343,13 +389,13 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   prm.scale_log2 = p.scale * kLog2e;
   prm.tma_q = make_tma_rows<Element, kHeadDim, 64>(p, p.q, p.nq, p.q_row_stride, p.q_head_stride, p.q_batch_stride,
                                                    typename T::SmemLayoutQ{});
-  prm.tma_k = make_tma_rows<Element, kHeadDim, 64>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
+  prm.tma_k = make_tma_rows<Element, kHeadDim, 64, CopyKV>(p, p.k, p.nk, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
                                                    typename T::SmemLayoutKVHalf{});
-  prm.tma_v = make_tma_rows<Element, kHeadDim, 64>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
+  prm.tma_v = make_tma_rows<Element, kHeadDim, 64, CopyKV>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
                                                    typename T::SmemLayoutKVHalf{});
   // Block 128: two CTAs per idx row (half_cta_tile).
   const int64_t tiles = T::kBlocksPerTile == 2 ? linear_tiles<64>(p) : 2 * linear_tiles<128>(p);
-  return launch_grid<T>(&flash_wide_sm90_kernel<T>, prm, stream, tiles);
+  return launch_grid<T>(&flash_wide_sm90_kernel<T>, prm, stream, tiles, T::kClusterSize);
 }
 
 }  // namespace adaspa::sm90

@@ -55,8 +55,9 @@ __device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p) {
 
 // Kernels whose CTA takes half of a 2 kBlockM-row query tile: CTAs 2i and 2i + 1 take the two
 // halves (m_block counts kBlockM-row tiles) of tile i of linear_cta_tile<2 kBlockM>'s order, so
-// a planned order stays one entry per idx row. The grid is 2 * linear_tiles<2 kBlockM>(p); the
-// second half of a last tile of at most kBlockM rows starts at or past Nq (the kernel returns).
+// a planned order stays one entry per idx row, and a two-CTA cluster is one query tile. The grid
+// is 2 * linear_tiles<2 kBlockM>(p); the second half of a last tile of at most kBlockM rows starts
+// at or past Nq (the kernel stores nothing for it).
 template <int kBlockM>
 __device__ __forceinline__ CtaTile half_cta_tile(const AttnParams& p) {
   const int tiles = (p.nq + 2 * kBlockM - 1) / (2 * kBlockM);
