@@ -16,7 +16,7 @@
 //
 // Block 128 (kListBlock 128, used at D 64): a CTA takes one 64-row half of a query block, a key
 // tile is one listed block (its two 64-row halves are the two TMA boxes). The two CTAs of a query
-// block walk the same list, so with kCluster they form a cluster: each loads one half of every
+// block walk the same list, so they form a cluster (kCluster): each loads one half of every
 // K / V tile and multicasts it into both CTAs' stage, which halves the L2 -> SM bytes (64 query
 // rows per 128-key tile are 64 FLOP per byte otherwise). 1.03-1.21x the block-128 ping-pong at
 // D 64, and the cluster 1.00-1.06x more (H200); at D 128 the ping-pong stays faster.
@@ -78,11 +78,9 @@ namespace adaspa::sm90 {
 // kMinCtasPerSm: the launch bound (2 at D 128, 3 at D 64: launch_sm90.h).
 // kListBlock: the op's block size. 64: a key tile is two listed blocks, a CTA one query block.
 // 128: a key tile is one listed block, a CTA one 64-row half of a query block (CTAs 2i and 2i + 1
-// walk the same idx row; half_cta_tile).
-// kCluster (block 128 only): the two CTAs of a query block form a cluster; each loads one 64-row
-// half of every K / V tile and multicasts it to both, so L2 serves each tile once per query block.
-template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64,
-          bool kCluster_ = false>
+// walk the same idx row; half_cta_tile), the two a cluster (kCluster): each loads one 64-row half
+// of every K / V tile and multicasts it to both, so L2 serves each tile once per query block.
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -96,8 +94,7 @@ struct FlashWideTraits {
   static constexpr int kBlockM = 64;                     // query rows of a CTA
   static constexpr int kBlockN = 128;                    // a key tile
   static constexpr int kBlocksPerTile = kBlockN / kBlockSize;  // listed blocks per key tile: 2 or 1
-  static constexpr bool kCluster = kCluster_;
-  static_assert(!kCluster || kBlocksPerTile == 1, "a cluster shares the list of one query block");
+  static constexpr bool kCluster = kBlocksPerTile == 1;
   static constexpr int kClusterSize = kCluster ? 2 : 1;
   static constexpr int kConsumerThreads = 128, kProducerThreads = 32;
   static constexpr int kNThreads = kConsumerThreads + kProducerThreads;
@@ -168,8 +165,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   constexpr int kBlockSize = T::kBlockSize, kBlocksPerTile = T::kBlocksPerTile;
   const CtaTile cta = kBlocksPerTile == 2 ? linear_cta_tile<kBlockM>(p) : half_cta_tile<kBlockM>(p);
   const int m_block = cta.m_block, h = cta.h, b = cta.b;
-  // The second half of a short last block (in a cluster it still loads its share of K / V).
-  if (kBlocksPerTile == 1 && !T::kCluster && m_block * kBlockM >= p.nq) return;
   const uint32_t rank = T::kCluster ? cute::block_rank_in_cluster() : 0;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
@@ -376,11 +371,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 }
 
 // Same interface as run_flash.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2,
-          bool kCluster = false>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize, kCluster>;
-  using CopyKV = std::conditional_t<kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize>;
+  using CopyKV = std::conditional_t<T::kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
@@ -393,7 +387,7 @@ cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
                                                    typename T::SmemLayoutKVHalf{});
   prm.tma_v = make_tma_rows<Element, kHeadDim, 64, CopyKV>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
                                                    typename T::SmemLayoutKVHalf{});
-  // Block 128: two CTAs per idx row (half_cta_tile).
+  // Block 128: two CTAs per idx row (half_cta_tile), a cluster.
   const int64_t tiles = T::kBlocksPerTile == 2 ? linear_tiles<64>(p) : 2 * linear_tiles<128>(p);
   return launch_grid<T>(&flash_wide_sm90_kernel<T>, prm, stream, tiles, T::kClusterSize);
 }

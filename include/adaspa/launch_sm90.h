@@ -35,7 +35,7 @@ cudaError_t run_sm90(const AttnParams& params, cudaStream_t stream) {
     // three CTAs per SM: 1.03-1.21x the ping-pong on an H200 (32K tokens, density 0.1-0.5); the
     // two halves as a cluster sharing each K / V tile (TMA multicast) 1.00-1.06x more. At D 128
     // these measured 0.87-0.93x and 0.94-0.99x, so the ping-pong stays there.
-    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, 3, true>(params, stream);
+    return sm90::run_flash_sparse_wide<Element, kHeadDim, kBlockSize, true, 3>(params, stream);
   } else if constexpr (kKernel == Kernel::kFlashSparse && kBlockSize == 128) {
     // O rescaled lazily: 1.04x at D 128 on an H200; the early softmax 1.00-1.04x.
     return sm90::run_flash<Element, kHeadDim, kBlockSize, false, true, true>(params, stream);
