@@ -20,6 +20,11 @@
 //        rows "sm90 4p1" / "sm90 4p2"; at block 128 the wide kernel over 64-row halves of each
 //        query block as two-CTA clusters sharing each K / V tile by TMA multicast, row
 //        "sm90 w128c" (the op's kernel at D 64, so there it repeats "sm90");
+//        LAB_TRACE=1: at block 128 the ping-pong (the op's kernel at D 128) with each CTA's
+//        timeline, summed (row "sm90 trace" and a "trace" line; "sm90 trace ds" with out stored
+//        from the accumulators); at block 128 the ping-pong with out stored from the
+//        accumulators instead of through shared memory and TMA, row "sm90 ds" (the op's kernel
+//        at D 128 but for that);
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -175,6 +180,19 @@ cudaError_t launch_score_2c(const AttnParams& p) { return sm90::run_score<Elem, 
 // (exp2_poly; rows "4p1", "4p2").
 template <int D, int BS, int kPoly>
 cudaError_t launch_score_poly(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4, kPoly>(p, nullptr); }
+// The block-128 ping-pong as the op runs it at D 128, writing each CTA's timeline into p.scores
+// (kDiag 4; LAB_TRACE=1); kTmaStore false: out stored from the accumulators (row "sm90 trace
+// ds").
+template <int D, int BS, bool kTmaStore = true>
+cudaError_t launch_sm90_trace(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 4, 2, kTmaStore>(p, nullptr);
+}
+// The block-128 ping-pong as the op runs it at D 128, with out stored from the accumulators
+// instead of through shared memory and TMA (row "sm90 ds").
+template <int D, int BS>
+cudaError_t launch_sm90_direct(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 2, false>(p, nullptr);
+}
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
@@ -300,7 +318,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[24]) {
+void kernels(Launch (&k)[27]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -318,6 +336,42 @@ void kernels(Launch (&k)[24]) {
   // op's kernel before the wide one at three CTAs per SM): the diagnostics' base kernel.
   if constexpr (D == 64 && BS == 64) k[22] = k[17];
   if constexpr (BS == 128) k[23] = launch_sm90_w128<D>;
+  if constexpr (BS == 128) k[24] = launch_sm90_trace<D, BS>, k[25] = launch_sm90_direct<D, BS>;
+  if constexpr (BS == 128) k[26] = launch_sm90_trace<D, BS, false>;
+}
+
+// LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
+// from its start to Q in shared memory, to the first K tile, its loop, its epilogue, and the gap
+// between a CTA's end and the start of the next one on the same SM (one CTA per SM at block 128).
+void print_trace(const AttnParams& p, int64_t ctas, int keep) {
+  std::vector<long long> t(ctas * sm90::kTraceWords);
+  CHECK(cudaMemcpy(t.data(), p.scores, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+  auto w = [&](int64_t c, int i) { return t[c * sm90::kTraceWords + i]; };
+  double q = 0, k = 0, loop = 0, epi = 0, gap = 0, span = 0, busy = 0;
+  int64_t ngap = 0;
+  std::vector<std::vector<int64_t>> by_sm(1024);
+  for (int64_t c = 0; c < ctas; ++c) {
+    q += w(c, sm90::kTraceQ) - w(c, sm90::kTraceStart);
+    k += w(c, sm90::kTraceFirstK) - w(c, sm90::kTraceStart);
+    loop += w(c, sm90::kTraceLoopEnd) - w(c, sm90::kTraceFirstK);
+    epi += w(c, sm90::kTraceEnd) - w(c, sm90::kTraceLoopEnd);
+    busy += w(c, sm90::kTraceEnd) - w(c, sm90::kTraceStart);
+    by_sm[w(c, sm90::kTraceSm) % 1024].push_back(c);
+  }
+  int sms = 0;
+  for (auto& v : by_sm) {
+    if (v.empty()) continue;
+    ++sms;
+    std::sort(v.begin(), v.end(), [&](int64_t a, int64_t b) { return w(a, sm90::kTraceStart) < w(b, sm90::kTraceStart); });
+    for (size_t i = 1; i < v.size(); ++i, ++ngap) gap += w(v[i], sm90::kTraceStart) - w(v[i - 1], sm90::kTraceEnd);
+    span += w(v.back(), sm90::kTraceEnd) - w(v.front(), sm90::kTraceStart);
+  }
+  const double n = double(ctas), step = loop / n / keep;
+  std::printf("  trace (cycles per CTA, mean over %lld CTAs on %d SMs; loop step = loop / %d): to Q %.0f, to first K "
+              "%.0f, loop %.0f (step %.0f), epilogue %.0f, gap to the next CTA %.0f; start + epilogue + gap = %.2f "
+              "steps; SM span / sum of CTA spans %.3f\n",
+              (long long)ctas, sms, keep, q / n, k / n, loop / n, step, epi / n, ngap ? gap / ngap : 0.0, keep,
+              (k / n + epi / n + (ngap ? gap / ngap : 0.0)) / step, span / busy);
 }
 
 int main(int argc, char** argv) {
@@ -325,7 +379,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[24] = {};
+  Launch k[27] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -450,6 +504,15 @@ int main(int argc, char** argv) {
       if (k[15]) variant("sm90 s3", k[15]);  // a three-stage K / V ring
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
+      if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
+      if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
+        for (Launch fn : {k[24], k[26]}) {
+          variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);
+          CHECK(fn(p));
+          CHECK(cudaDeviceSynchronize());
+          print_trace(p, int64_t(H) * M, keep);
+        }
+      }
       if (std::getenv("LAB_DIAG")) {  // leave-one-out timings, wrong results, not checked
         // The base: the kernel the diagnostics leave parts out of (the op's at block 128 but for
         // the early softmax at D 128; at block 64 the 64-wide kernel, not the op's wide one),

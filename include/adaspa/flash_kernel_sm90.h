@@ -43,6 +43,15 @@ namespace adaspa::sm90 {
 
 using namespace cute;
 
+// kDiag 4's timeline of a CTA (lab only): words of p.scores viewed as int64, kTraceWords per CTA.
+enum TraceWord { kTraceStart, kTraceQ, kTraceFirstK, kTraceLoopEnd, kTraceEnd, kTraceSm, kTraceWords };
+
+__device__ __forceinline__ void trace_stamp(const AttnParams& p, int word) {
+  long long t;
+  asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+  reinterpret_cast<long long*>(p.scores)[int64_t(blockIdx.x) * kTraceWords + word] = t;
+}
+
 // kDense: visit every key tile (attn_search's flash pass) instead of the listed blocks.
 // kLazyRescale: the softmax of the portable kernels (softmax.h, online_softmax_update): the
 // running max and O move only when some row's max grows by more than 2^8, so most tiles skip the
@@ -55,11 +64,16 @@ using namespace cute;
 // kDiag (lab diagnostics, wrong results; 0 in every op): 1 leaves the softmax out (P = S as it
 // is), 2 leaves P V out, 3 leaves Q K^T out (S zeroed instead, so it is not live across steps;
 // the K / V ring and its barriers run as usual in all three), to see what a loop step's time is
-// made of.
+// made of. 4 (results correct) writes a CTA's timeline into p.scores, which the sparse kernel
+// does not use otherwise: kTraceWords 64-bit words per CTA at blockIdx.x (see TraceWord), clock64
+// of its SM, to see what a CTA spends besides its loop steps.
 // kStages: depth of the K / V ring (2 in every op; the lab times 3).
+// kTmaStore: out through shared memory and TMA stores (store_out_rows; every op), else stored from
+// the accumulators directly (the lab's comparison, row "sm90 ds").
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, bool kTmaStore_ = true>
 struct FlashSparseTraits {
+  static constexpr bool kTmaStore = kTmaStore_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -69,7 +83,9 @@ struct FlashSparseTraits {
   static constexpr bool kSearch = kScoreBlock > 0;
   static constexpr bool kEarlySoftmax = kEarlySoftmax_;
   static constexpr int kDiag = kDiag_;
-  static_assert(kDiag == 0 || (kDiag <= 3 && !kEarlySoftmax && !kSearch), "diagnostics: plain sparse / dense kernels");
+  static_assert(kDiag == 0 || kDiag == 4 || (kDiag <= 3 && !kEarlySoftmax && !kSearch),
+                "diagnostics: plain sparse / dense kernels");
+  static_assert(kDiag != 4 || (!kDense && kBlockSize_ == 128), "the timeline: the block-128 sparse kernel");
   static_assert(!kEarlySoftmax || kBlockSize == 128, "the early softmax is a variant of the ping-pong");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim must be 64 or 128");
   static_assert(kBlockSize == 64 || kBlockSize == 128, "block size must be 64 or 128");
@@ -128,11 +144,15 @@ struct FlashSparseTraits {
                                       Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
   using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutKV{}(_, _, _0{}),
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  // out, stored from shared memory in 64 x 64 boxes (store_out_rows).
+  using SmemLayoutOutBox = decltype(tile_to_shape(SmemAtom{}, Shape<_64, _64>{}));
+  using TmaOut = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensor{}, SmemLayoutOutBox{}, Shape<_64, _64>{}, _1{}));
 
   struct Params {
     AttnParams p;
     TmaQ tma_q;
     TmaKV tma_k, tma_v;
+    TmaOut tma_o;
     float scale_log2;  // p.scale * log2(e): the softmax runs on exp2
   };
 
@@ -234,6 +254,60 @@ __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, T
   warpgroup_commit_batch();
 }
 
+// The epilogue's store of out (kTmaStore). A consumer warpgroup writes its 64 rows of out (as
+// Element) into its 64 rows of the Q tile, free once its last Q K^T is done, and hands them to the
+// producer warp, which stores them with TMA in 64 x 64 boxes (a 128-byte-swizzled column chunk of
+// 64 rows is contiguous in the Q tile's layout); TMA clips rows past Nq. Stored from the
+// accumulators instead (16 bytes per row and instruction), out took ~3,200 cycles per CTA on an
+// H200, the largest part of a block-128 CTA's time outside its loop; this way ~1,300 (NOTES.md).
+// The producer issues it because it holds the descriptors' addresses already (issued by a
+// consumer thread, a trial in the D 64 wide kernel kept one more 64-bit value live through its
+// loop and spilled there). The wide kernel keeps the direct stores: with two or three CTAs per SM
+// its epilogue runs under other CTAs' loops, and the TMA store measured 0.98-1.00x there.
+// The hand-over is hardware barrier 4 + warpgroup (cutlass's NamedBarrier ids start at 8): the
+// warpgroup's 128 threads arrive, the producer warp's 32 wait.
+constexpr int kOutBarrier = 4, kOutBarrierThreads = 128 + 32;
+
+// Element pair (c, c + 1) of a row (the accumulator holds adjacent columns in pairs) at dst.
+template <typename Element>
+__device__ __forceinline__ void put_out_pair(Element* dst, float x0, float x1) {
+  cutlass::Array<Element, 2> pair;
+  pair[0] = Element(x0);
+  pair[1] = Element(x1);
+  *reinterpret_cast<cutlass::Array<Element, 2>*>(dst) = pair;
+}
+
+// Consumer warpgroup wg: its rows of the tile are written.
+__device__ __forceinline__ void out_rows_written(int wg) {
+  cute::tma_store_fence();  // this thread's shared-memory writes, visible to TMA
+  asm volatile("bar.arrive %0, %1;" ::"r"(kOutBarrier + wg), "n"(kOutBarrierThreads) : "memory");
+}
+
+// Producer warp: once warpgroup wg has written them, store tile rows [64 wg, 64 wg + 64) to out
+// rows [grow, grow + 64) of head h, batch entry b (lane 0 issues; the caller ends with
+// out_stores_read before the CTA may exit).
+template <int kHeadDim, typename SmemLayoutBox, typename TmaOut, typename TensorTile>
+__device__ __forceinline__ void store_out_rows(const TmaOut& tma, TensorTile& tile, const AttnParams& p, int wg,
+                                               int grow, int h, int b, int lane) {
+  asm volatile("bar.sync %0, %1;" ::"r"(kOutBarrier + wg), "n"(kOutBarrierThreads) : "memory");
+  if (lane == 0) {
+    Tensor mO = tma.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+    CUTLASS_PRAGMA_UNROLL
+    for (int j = 0; j < kHeadDim / 64; ++j) {
+      Tensor sO = make_tensor(make_smem_ptr(&tile(64 * wg, 64 * j)), SmemLayoutBox{});
+      Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, _64>{}, make_coord(grow / 64, j));
+      auto [tOgO, tOsO] = tma_partition(tma, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sO), group_modes<0, 2>(gO));
+      copy(tma, tOsO, tOgO);
+    }
+    cute::tma_store_arrive();
+  }
+}
+
+// Producer warp: wait until TMA has read every stored tile (shared memory must outlive the copies).
+__device__ __forceinline__ void out_stores_read(int lane) {
+  if (lane == 0) cute::tma_store_wait<0>();
+}
+
 // One idx row walked by a whole warp, 32 entries at a time, under the block_list.h rule: an entry
 // is accepted iff it lies in [0, mk) and above every valid entry before it (the running maximum
 // of accepted entries is the running maximum of valid ones). next() is warp-collective and
@@ -326,6 +400,14 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   const int m_block = cta.m_block, h = cta.h, b = cta.b;
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
+  if constexpr (T::kDiag == 4) {
+    if (threadIdx.x == 0) {
+      trace_stamp(p, kTraceStart);
+      uint32_t sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      reinterpret_cast<long long*>(p.scores)[int64_t(blockIdx.x) * kTraceWords + kTraceSm] = sm;
+    }
+  }
 
   if (threadIdx.x == 0) {
     ClusterTransactionBarrier::init(&ss.bar_q, 1);
@@ -399,6 +481,14 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     auto list = make_cursor();
     for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane))
       if (lane == 0) issue(blk);
+    if constexpr (T::kTmaStore) {  // out, each warpgroup's rows once written (store_out_rows)
+      CUTLASS_PRAGMA_UNROLL
+      for (int wg = 0; wg < T::kConsumerWGs; ++wg)
+        store_out_rows<kHeadDim, typename T::SmemLayoutOutBox>(prm.tma_o, sQ, p, wg, m_block * kBlockM + 64 * wg, h,
+                                                               b, lane);
+      out_stores_read(lane);
+    }
+    if constexpr (T::kDiag == 4 && T::kTmaStore) if (lane == 0) trace_stamp(p, kTraceEnd);
   } else {
     if constexpr (T::kPingPong) cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     // Consumer warpgroups: 64 query rows each.
@@ -503,6 +593,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // through shared memory.
     auto list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kDiag == 4) if (tid == 0) trace_stamp(p, kTraceQ);
     if constexpr (T::kSearch) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
     int n = 0;  // blocks whose P V is done
     if constexpr (T::kPingPong) {
@@ -517,6 +608,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       const int first = list.next(p, lane);
       if (first >= 0) {
         ClusterTransactionBarrier::wait(&ss.full_k[0], 0);
+        if constexpr (T::kDiag == 4) if (tid == 0) trace_stamp(p, kTraceFirstK);
         if (wg == 1) pass_turn();
         take_turn();
         if constexpr (T::kDiag == 3) clear(tSrS);  // the diagnostic without Q K^T
@@ -615,33 +707,37 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       }
     }
 
-    // Epilogue: out = O / l, lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
+    if constexpr (T::kDiag == 4) if (tid == 128) trace_stamp(p, kTraceLoopEnd);
+    // Epilogue: out = O / l (kTmaStore: into the warpgroup's rows of the Q tile, stored by the
+    // producer), lse = m * scale + ln(l); a row that visited nothing gets 0 and -inf.
     Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
     Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    Tensor tOsO = thr_pv.partition_C(sQ);
+    Tensor sO = make_tensor(tOsO.data(), rowcol(tOsO.layout()));  // the Q tile as O's (row, col) view
     Element* out = static_cast<Element*>(p.out) + int64_t(b) * p.o_batch_stride + int64_t(h) * p.o_head_stride;
     float* lse = p.lse ? p.lse + (int64_t(b) * p.heads + h) * p.nq : nullptr;
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRows; ++r) {
       const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
       const int grow = m_block * kBlockM + get<0>(Oc(r, 0));
-      if (grow < p.nq) {
+      if constexpr (T::kTmaStore) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); c += 2) put_out_pair(&sO(r, c), O(r, c) * res.inv, O(r, c + 1) * res.inv);
+      } else if (grow < p.nq) {
         Element* orow = out + int64_t(grow) * p.o_row_stride;
         CUTLASS_PRAGMA_UNROLL
-        for (int c = 0; c < size<1>(O); c += 2) {
-          const int col = get<1>(Oc(r, c));
-          cutlass::Array<Element, 2> pair;
-          pair[0] = Element(O(r, c) * res.inv);
-          pair[1] = Element(O(r, c + 1) * res.inv);
-          *reinterpret_cast<cutlass::Array<Element, 2>*>(orow + col) = pair;
-        }
-        if (lse && lane % 4 == 0) lse[grow] = res.lse;
+        for (int c = 0; c < size<1>(O); c += 2)
+          put_out_pair(orow + get<1>(Oc(r, c)), O(r, c) * res.inv, O(r, c + 1) * res.inv);
       }
+      if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
       if constexpr (T::kSearch) {  // log2-domain lse; rows past Nq get +inf and add 0
         const float sum = quad_sum(row_sum[r]);
         const float lse_log2 = grow < p.nq ? row_max[r] * scale_log2 + log2_approx(sum) : INFINITY;
         if (lane % 4 == 0) ss.search.lse_log2[get<0>(Oc(r, 0))] = lse_log2;
       }
     }
+    if constexpr (T::kTmaStore) out_rows_written(tid / 128);
+    if constexpr (T::kDiag == 4 && !T::kTmaStore) if (tid == 128) trace_stamp(p, kTraceEnd);
     if constexpr (T::kSearch) {
       // Scores: consumer warp w sums key blocks w, w + 8, ...; lane l reads rows l + 32 j, so a
       // query block of 64 rows is j = 0, 1 or 2, 3 and one of 128 all four. Fixed order:
@@ -690,21 +786,24 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 
 // TMA describes a tensor by its base address and per-dimension strides, all multiples of 16
 // bytes. The bindings hand over views whose base and strides of every dimension longer than one
-// already are (checks: vector_aligned copies other views, for both paths); the stride of a
-// dimension of length one is never used, so it is replaced by one TMA accepts. The epilogue
-// stores pairs of elements: out needs 4-byte alignment and an even row stride.
+// already are (checks: vector_aligned copies other views, for both paths; out is allocated like
+// q, or staged when the caller's is not so); the stride of a dimension of length one is never
+// used, so it is replaced by one TMA accepts.
 inline bool tma_compatible(const AttnParams& p, int element_bytes) {
   auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
   auto ok = [&](int64_t stride, int64_t extent) { return extent <= 1 || (stride * element_bytes) % 16 == 0; };
   return aligned(p.q) && aligned(p.k) && aligned(p.v) && ok(p.q_row_stride, p.nq) && ok(p.q_head_stride, p.heads) &&
          ok(p.q_batch_stride, p.batch) && ok(p.k_row_stride, p.nk) && ok(p.k_head_stride, p.heads) &&
          ok(p.k_batch_stride, p.batch) && ok(p.v_row_stride, p.nk) && ok(p.v_head_stride, p.heads) &&
-         ok(p.v_batch_stride, p.batch) && p.o_row_stride % 2 == 0 && reinterpret_cast<uintptr_t>(p.out) % 4 == 0;
+         ok(p.v_batch_stride, p.batch) && aligned(p.out) && ok(p.o_row_stride, p.nq) && ok(p.o_head_stride, p.heads) &&
+         ok(p.o_batch_stride, p.batch);
 }
 
-// TMA descriptor of a (rows, head dim, heads, batch) global tensor for a (kRows x kHeadDim) box
-// (CopyOp SM90_TMA_LOAD_MULTICAST: the whole box, multicast to the CTAs of a mask).
-template <typename Element, int kHeadDim, int kRows, typename CopyOp = SM90_TMA_LOAD, typename SmemLayout>
+// TMA descriptor of a (rows, head dim, heads, batch) global tensor for a (kRows x kCols) box
+// (CopyOp SM90_TMA_LOAD_MULTICAST: the whole box, multicast to the CTAs of a mask; SM90_TMA_STORE:
+// out).
+template <typename Element, int kHeadDim, int kRows, typename CopyOp = SM90_TMA_LOAD, int kCols = kHeadDim,
+          typename SmemLayout>
 auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_stride, int64_t head_stride,
                    int64_t batch_stride, SmemLayout smem_layout) {
   // Strides of length-one dimensions (never used) made ones TMA accepts.
@@ -713,7 +812,14 @@ auto make_tma_rows(const AttnParams& p, const void* ptr, int rows, int64_t row_s
   if (p.batch <= 1) batch_stride = head_stride * p.heads;
   Tensor g = make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)), make_shape(rows, kHeadDim, p.heads, p.batch),
                          make_stride(row_stride, _1{}, head_stride, batch_stride));
-  return make_tma_copy(CopyOp{}, g, smem_layout, Shape<Int<kRows>, Int<kHeadDim>>{}, _1{});
+  return make_tma_copy(CopyOp{}, g, smem_layout, Shape<Int<kRows>, Int<kCols>>{}, _1{});
+}
+
+// The epilogue's TMA store of out (store_out_rows), for traits T.
+template <typename T>
+typename T::TmaOut make_tma_out(const AttnParams& p) {
+  return make_tma_rows<typename T::Element, T::kHeadDim, 64, SM90_TMA_STORE, 64>(
+      p, p.out, p.nq, p.o_row_stride, p.o_head_stride, p.o_batch_stride, typename T::SmemLayoutOutBox{});
 }
 
 // Launch `tiles` CTAs (a one-dimensional grid over linear tile ids, tile_scheduler.h) with T's
@@ -770,16 +876,17 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
                                                           p.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_o = make_tma_out<T>(p);
   return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
 }
 
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2>
+          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2, bool kTmaStore = true>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
-                              kDiag, kStages>;
+                              kDiag, kStages, kTmaStore>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {
