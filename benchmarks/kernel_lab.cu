@@ -25,6 +25,9 @@
 //        from the accumulators); at block 128 the ping-pong with out stored from the
 //        accumulators instead of through shared memory and TMA, row "sm90 ds" (the op's kernel
 //        at D 128 but for that);
+//        LAB_SEARCH_AB=1: only attn_search, the op's (out stored from the accumulators) against
+//        out through shared memory and TMA, three interleaved rounds, unchecked (the density
+//        arguments are ignored);
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
@@ -157,6 +160,12 @@ template <int D, int BS>
 cudaError_t launch_sm90_early(const AttnParams& p) { return sm90::run_flash<Elem, D, BS, false, true, true>(p, nullptr); }
 template <int D, int BS>
 cudaError_t launch_search_early(const AttnParams& p) { return sm90::run_flash_search<Elem, D, BS, true, true>(p, nullptr); }
+// The op's attn_search with out stored through shared memory and TMA instead of from the
+// accumulators (LAB_SEARCH_AB).
+template <int D, int BS>
+cudaError_t launch_search_tma(const AttnParams& p) {
+  return sm90::run_flash_search<Elem, D, BS, true, D == 128, true>(p, nullptr);
+}
 
 // LAB_DIAG=1, leave-one-out diagnostics (wrong results, timed only): flash_sm90_kernel (lazy at
 // block 128, the 64-wide eager kernel at 64; no early softmax; kDiag 0 = the base, row
@@ -318,7 +327,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[27]) {
+void kernels(Launch (&k)[28]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -338,6 +347,7 @@ void kernels(Launch (&k)[27]) {
   if constexpr (BS == 128) k[23] = launch_sm90_w128<D>;
   if constexpr (BS == 128) k[24] = launch_sm90_trace<D, BS>, k[25] = launch_sm90_direct<D, BS>;
   if constexpr (BS == 128) k[26] = launch_sm90_trace<D, BS, false>;
+  k[27] = launch_search_tma<D, BS>;
 }
 
 // LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
@@ -379,7 +389,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[27] = {};
+  Launch k[28] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -431,6 +441,14 @@ int main(int argc, char** argv) {
   }
   if (NK != N || messy) std::printf("Nq=%d Nk=%d%s\n", N, NK, messy ? ", messy idx rows" : "");
 
+  if (std::getenv("LAB_SEARCH_AB")) {  // timing only: the op's attn_search against the TMA store, interleaved
+    for (int r = 0; r < 3; ++r) {
+      const double t_op = time_ms(k[5], p, iters, a, b), t_tma = time_ms(k[27], p, iters, a, b);
+      std::printf("D=%d bs=%d N=%d H=%d  attn_search round %d: op %.3f ms, TMA store %.3f ms (TMA / op %.3f)\n", D,
+                  BS, N, H, r, t_op, t_tma, t_tma / t_op);
+    }
+    return 0;
+  }
   int status = 0;
   std::mt19937 rng(0);
   std::vector<int32_t> perm(MK);

@@ -68,8 +68,9 @@ __device__ __forceinline__ void trace_stamp(const AttnParams& p, int word) {
 // does not use otherwise: kTraceWords 64-bit words per CTA at blockIdx.x (see TraceWord), clock64
 // of its SM, to see what a CTA spends besides its loop steps.
 // kStages: depth of the K / V ring (2 in every op; the lab times 3).
-// kTmaStore: out through shared memory and TMA stores (store_out_rows; every op), else stored from
-// the accumulators directly (the lab's comparison, row "sm90 ds").
+// kTmaStore: out through shared memory and TMA stores (store_out_rows; the sparse op), else
+// stored from the accumulators directly (attn_search's pass, run_flash_search says why; the lab's
+// comparison, row "sm90 ds").
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
           int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, bool kTmaStore_ = true>
 struct FlashSparseTraits {
@@ -260,6 +261,7 @@ __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, T
 // 64 rows is contiguous in the Q tile's layout); TMA clips rows past Nq. Stored from the
 // accumulators instead (16 bytes per row and instruction), out took ~3,200 cycles per CTA on an
 // H200, the largest part of a block-128 CTA's time outside its loop; this way ~1,300 (NOTES.md).
+// attn_search's pass keeps the direct stores (run_flash_search).
 // The producer issues it because it holds the descriptors' addresses already (issued by a
 // consumer thread, a trial in the D 64 wide kernel kept one more 64-bit value live through its
 // loop and spilled there). The wide kernel keeps the direct stores: with two or three CTAs per SM
@@ -723,13 +725,14 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       if constexpr (T::kTmaStore) {
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(O); c += 2) put_out_pair(&sO(r, c), O(r, c) * res.inv, O(r, c + 1) * res.inv);
+        if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
       } else if (grow < p.nq) {
         Element* orow = out + int64_t(grow) * p.o_row_stride;
         CUTLASS_PRAGMA_UNROLL
         for (int c = 0; c < size<1>(O); c += 2)
           put_out_pair(orow + get<1>(Oc(r, c)), O(r, c) * res.inv, O(r, c + 1) * res.inv);
+        if (lse && lane % 4 == 0) lse[grow] = res.lse;
       }
-      if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
       if constexpr (T::kSearch) {  // log2-domain lse; rows past Nq get +inf and add 0
         const float sum = quad_sum(row_sum[r]);
         const float lse_log2 = grow < p.nq ? row_max[r] * scale_log2 + log2_approx(sum) : INFINITY;
@@ -901,9 +904,13 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
 // The one-pass attn_search (out, lse and the block scores of kBlockSize blocks): needs p.scores,
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false>
+// Out is stored from the accumulators: through shared memory and TMA (kTmaStore, as the sparse
+// kernel) the pass measured 1.07-1.09x slower at 119K tokens and 1.00-1.01x at 32K on an H200,
+// not understood yet (NOTES.md).
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false,
+          bool kTmaStore = false>
 cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kEarlySoftmax>;
+  using T = FlashSparseTraits<Element, kHeadDim, 128, true, kLazyRescale, kBlockSize, kEarlySoftmax, 0, 2, kTmaStore>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   if (!p.scores || !p.search_ws || !p.search_slots || p.search_nslots < 1) return cudaErrorInvalidValue;
   AttnParams q = p;
