@@ -261,11 +261,11 @@ __device__ __forceinline__ void wgmma_issue(TiledMma& mma, TA& a, TB const& b, T
 // 64 rows is contiguous in the Q tile's layout); TMA clips rows past Nq. Stored from the
 // accumulators instead (16 bytes per row and instruction), out took ~3,200 cycles per CTA on an
 // H200, the largest part of a block-128 CTA's time outside its loop; this way ~1,300 (NOTES.md).
-// attn_search's pass keeps the direct stores (run_flash_search).
 // The producer issues it because it holds the descriptors' addresses already (issued by a
 // consumer thread, a trial in the D 64 wide kernel kept one more 64-bit value live through its
-// loop and spilled there). The wide kernel keeps the direct stores: with two or three CTAs per SM
-// its epilogue runs under other CTAs' loops, and the TMA store measured 0.98-1.00x there.
+// loop and spilled there). Direct stores stay in attn_search's pass (run_flash_search says why)
+// and in the wide kernel: with two or three CTAs per SM its epilogue runs under other CTAs'
+// loops, and the TMA store measured 0.98-1.00x there.
 // The hand-over is hardware barrier 4 + warpgroup (cutlass's NamedBarrier ids start at 8): the
 // warpgroup's 128 threads arrive, the producer warp's 32 wait.
 constexpr int kOutBarrier = 4, kOutBarrierThreads = 128 + 32;
@@ -905,7 +905,7 @@ cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
 // the scratch p.search_ws of search_ws_floats(p, p.search_nslots) floats and p.search_nslots
 // flags in p.search_slots (tile_scheduler.h), zeroed here.
 // Out is stored from the accumulators: through shared memory and TMA (kTmaStore, as the sparse
-// kernel) the pass measured 1.07-1.09x slower at 119K tokens and 1.00-1.01x at 32K on an H200,
+// kernel) the pass measured 1.07-1.10x slower at 119K tokens and 0.96-1.01x at 32K on an H200,
 // not understood yet (NOTES.md).
 template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, bool kEarlySoftmax = false,
           bool kTmaStore = false>
