@@ -189,18 +189,12 @@ cudaError_t launch_score_2c(const AttnParams& p) { return sm90::run_score<Elem, 
 // (exp2_poly; rows "4p1", "4p2").
 template <int D, int BS, int kPoly>
 cudaError_t launch_score_poly(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4, kPoly>(p, nullptr); }
-// The block-128 ping-pong as the op runs it at D 128, writing each CTA's timeline into p.scores
-// (kDiag 4; LAB_TRACE=1); kTmaStore false: out stored from the accumulators (row "sm90 trace
-// ds").
-template <int D, int BS, bool kTmaStore = true>
-cudaError_t launch_sm90_trace(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 4, 2, kTmaStore>(p, nullptr);
-}
-// The block-128 ping-pong as the op runs it at D 128, with out stored from the accumulators
-// instead of through shared memory and TMA (row "sm90 ds").
-template <int D, int BS>
-cudaError_t launch_sm90_direct(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 2, false>(p, nullptr);
+// The block-128 ping-pong as the op runs it at D 128; kDiag 4 writes each CTA's timeline into
+// p.scores (LAB_TRACE=1, rows "sm90 trace" / "sm90 trace ds"); kTmaStore false: out stored from
+// the accumulators instead of through shared memory and TMA (rows "sm90 ds", "sm90 trace ds").
+template <int D, int BS, int kDiag, bool kTmaStore>
+cudaError_t launch_sm90_pingpong(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore>(p, nullptr);
 }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
@@ -345,8 +339,10 @@ void kernels(Launch (&k)[28]) {
   // op's kernel before the wide one at three CTAs per SM): the diagnostics' base kernel.
   if constexpr (D == 64 && BS == 64) k[22] = k[17];
   if constexpr (BS == 128) k[23] = launch_sm90_w128<D>;
-  if constexpr (BS == 128) k[24] = launch_sm90_trace<D, BS>, k[25] = launch_sm90_direct<D, BS>;
-  if constexpr (BS == 128) k[26] = launch_sm90_trace<D, BS, false>;
+  if constexpr (BS == 128) {
+    k[24] = launch_sm90_pingpong<D, BS, 4, true>, k[25] = launch_sm90_pingpong<D, BS, 0, false>;
+    k[26] = launch_sm90_pingpong<D, BS, 4, false>;
+  }
   k[27] = launch_search_tma<D, BS>;
 }
 
@@ -376,12 +372,12 @@ void print_trace(const AttnParams& p, int64_t ctas, int keep) {
     for (size_t i = 1; i < v.size(); ++i, ++ngap) gap += w(v[i], sm90::kTraceStart) - w(v[i - 1], sm90::kTraceEnd);
     span += w(v.back(), sm90::kTraceEnd) - w(v.front(), sm90::kTraceStart);
   }
-  const double n = double(ctas), step = loop / n / keep;
+  const double n = double(ctas), step = loop / n / keep, mean_gap = ngap ? gap / ngap : 0.0;
   std::printf("  trace (cycles per CTA, mean over %lld CTAs on %d SMs; loop step = loop / %d): to Q %.0f, to first K "
               "%.0f, loop %.0f (step %.0f), epilogue %.0f, gap to the next CTA %.0f; start + epilogue + gap = %.2f "
               "steps; SM span / sum of CTA spans %.3f\n",
-              (long long)ctas, sms, keep, q / n, k / n, loop / n, step, epi / n, ngap ? gap / ngap : 0.0, keep,
-              (k / n + epi / n + (ngap ? gap / ngap : 0.0)) / step, span / busy);
+              (long long)ctas, sms, keep, q / n, k / n, loop / n, step, epi / n, mean_gap, keep,
+              (k / n + epi / n + mean_gap) / step, span / busy);
 }
 
 int main(int argc, char** argv) {

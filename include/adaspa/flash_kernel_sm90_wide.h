@@ -126,9 +126,8 @@ struct FlashWideTraits {
 
   using GmemTensor = typename Base::GmemTensor;
   using TmaQ = typename Base::TmaQ;
-  using TmaKV = decltype(make_tma_copy(std::conditional_t<kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>{},
-                                       GmemTensor{}, SmemLayoutKVHalf{},
-                                       Shape<_64, Int<kHeadDim>>{}, _1{}));
+  using CopyKV = std::conditional_t<kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>;
+  using TmaKV = decltype(make_tma_copy(CopyKV{}, GmemTensor{}, SmemLayoutKVHalf{}, Shape<_64, Int<kHeadDim>>{}, _1{}));
 
   struct Params {
     AttnParams p;
@@ -374,7 +373,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
   using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize>;
-  using CopyKV = std::conditional_t<T::kCluster, SM90_TMA_LOAD_MULTICAST, SM90_TMA_LOAD>;
+  using CopyKV = typename T::CopyKV;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
   prm.p = p;
