@@ -919,4 +919,409 @@ cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
   return err != cudaSuccess ? err : launch_flash<T>(q, stream);
 }
 
+// Persistent block-128 ping-pong (sparse_attn at D 128 block 128; early softmax, lazy rescaling,
+// out through TMA): one CTA per SM walks the tiles blockIdx.x, + gridDim.x, ... (the launch
+// order, or the planned one), so a tile's start (its idx row, Q and the first K / V over TMA)
+// and its epilogue run under its neighbours' loops instead of leaving the SM idle between CTAs.
+//   Q:   the producer loads the next tile's Q once every consumer warp is past its last Q K^T
+//        (empty_q); the first K / V of the next tile goes out before that.
+//   out: staged in its own tile (o), not in Q (which by then holds the next tile's); a consumer
+//        warpgroup writes its rows after the producer has stored the previous tile's and TMA has
+//        read them (hardware barrier kOutFreeBarrier + warpgroup, the producer arrives); the
+//        producer stores a tile's out after issuing the next tile's loads.
+//   turns: warpgroup 1 hands warpgroup 0 the first turn of the next tile right after its last
+//        batch (not after its epilogue), so warpgroup 0 starts the next tile's Q K^T under it.
+//   The K / V ring's counters run on across tiles; bar_q and empty_q complete once per tile.
+// kDynamic: a CTA's next tile comes from a global counter (atomicAdd, claimed one tile ahead by
+// the producer and handed to the consumers with Q), so tiles start in launch order as with one
+// CTA per tile; else the fixed set blockIdx.x, + gridDim.x, ...
+// kTrace (lab): consumer thread 0 writes 10 int64 per CTA into p.scores: clock64 cycles from its
+// start to its end, the sum over tiles of its loop (first turn to its last P V done), the
+// blocks it visited, the tiles it took, then its waits between loops (see mark).
+// kPrefetchNext: the producer prefetches the next tile's Q and idx row into L2 once it has issued
+// this tile's loads.
+template <typename Element_, int kHeadDim_, bool kDynamic_ = false, bool kTrace_ = false, bool kPrefetchNext_ = false>
+struct FlashPersistentTraits : FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true> {
+  using Base = FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true>;
+  using Element = Element_;
+  static constexpr bool kDynamic = kDynamic_;
+  static constexpr bool kTrace = kTrace_;
+  static constexpr bool kPrefetchNext = kPrefetchNext_;
+  struct Params : Base::Params {
+    int32_t* tile_counter;  // kDynamic: zeroed before the launch
+  };
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> o;
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> v;
+    uint64_t bar_q, empty_q;
+    uint64_t full_k[Base::kStages], full_v[Base::kStages], empty_k[Base::kStages], empty_v[Base::kStages];
+    int tile_id[2];  // kDynamic: the tile of the CTA's it-th turn at [it % 2], published with bar_q
+  };
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than a CTA may have on sm_90");
+};
+
+constexpr int kOutFreeBarrier = 6;
+
+template <typename T>
+__global__ void __launch_bounds__(T::kNThreads, 1)
+    flash_sm90_persistent_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename T::Element;
+  using SharedStorage = typename T::SharedStorage;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
+  static_assert(T::kPingPong && T::kEarlySoftmax && T::kLazyRescale && !T::kDense && !T::kSearch);
+  using cutlass::arch::ClusterBarrier;
+  using cutlass::arch::ClusterTransactionBarrier;
+
+  extern __shared__ char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const AttnParams& p = prm.p;
+  const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+  const int lane = threadIdx.x % 32;
+  const int tiles = (p.nq + kBlockM - 1) / kBlockM * p.heads * p.batch;  // linear_tiles, < 2^31 (bindings)
+  auto make_cursor = [&](const CtaTile& cta) {
+    return ListCursor{p.idx + ((int64_t(cta.b) * p.heads + cta.h) * p.mq + cta.m_block) * p.kmax};
+  };
+
+  if (threadIdx.x == 0) {
+    ClusterTransactionBarrier::init(&ss.bar_q, 1);
+    ClusterBarrier::init(&ss.empty_q, T::kConsumerThreads / 32);
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterTransactionBarrier::init(&ss.full_v[s], 1);
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);
+      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
+  Tensor sOut = make_tensor(make_smem_ptr(ss.o.data()), typename T::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
+  const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
+
+  if (warp >= T::kConsumerThreads / 32) {
+    cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if (warp > T::kConsumerThreads / 32) return;
+    if (lane == 0) {
+      prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_v.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_o.get_tma_descriptor());
+    }
+    int n = 0;  // blocks issued, over all tiles
+    int it = 0;
+    CtaTile prev{};
+    auto store_prev = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int wg = 0; wg < T::kConsumerWGs; ++wg)
+        store_out_rows<kHeadDim, typename T::SmemLayoutOutBox>(prm.tma_o, sOut, p, wg,
+                                                               prev.m_block * kBlockM + 64 * wg, prev.h, prev.b, lane);
+      out_stores_read(lane);
+    };
+    for (int tile = blockIdx.x;; ++it) {
+      int next = tile + gridDim.x;
+      if constexpr (T::kDynamic) {
+        if (tile >= tiles) {  // none left: the consumers read the end from the slot
+          if (lane == 0) {
+            if (it > 0) ClusterBarrier::wait(&ss.empty_q, (it - 1) & 1);
+            reinterpret_cast<volatile int*>(ss.tile_id)[it % 2] = tile;
+            ClusterBarrier::arrive(&ss.bar_q);
+          }
+          break;
+        }
+        if (lane == 0) next = atomicAdd(prm.tile_counter, 1) + static_cast<int>(gridDim.x);
+      } else {
+        if (tile >= tiles) break;
+      }
+      const CtaTile cta = linear_tile<kBlockM>(p, tile);
+      auto issue = [&](int blk) {
+        Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+        Tensor mV = prm.tma_v.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+        Tensor gK = local_tile(mK(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(blk, _0{}));
+        Tensor gV = local_tile(mV(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(blk, _0{}));
+        const int s = n % kStages;
+        auto [tKgK, tKsK] = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK(_, _, s)),
+                                          group_modes<0, 2>(gK));
+        auto [tVgV, tVsV] = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sV(_, _, s)),
+                                          group_modes<0, 2>(gV));
+        const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK, tKsK);
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV, tVsV);
+        ++n;
+      };
+      auto list = make_cursor(cta);
+      int blk = list.next(p, lane);
+      if (it > 0) {  // the first K / V before Q, which waits for the previous tile's last Q K^T
+        if (blk >= 0) {
+          if (lane == 0) issue(blk);
+          blk = list.next(p, lane);
+        }
+        if (lane == 0) ClusterBarrier::wait(&ss.empty_q, (it - 1) & 1);
+      }
+      if (lane == 0) {
+        if constexpr (T::kDynamic) reinterpret_cast<volatile int*>(ss.tile_id)[it % 2] = tile;
+        Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+        Tensor gQ = local_tile(mQ(_, _, cta.h, cta.b), Shape<Int<kBlockM>, Int<kHeadDim>>{},
+                               make_coord(cta.m_block, _0{}));
+        auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
+        copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
+      }
+      for (; blk >= 0; blk = list.next(p, lane))
+        if (lane == 0) issue(blk);
+      if constexpr (T::kPrefetchNext) {
+        // The next tile's Q and idx row into L2 (Q is read once, so from DRAM otherwise: its load,
+        // issued once this tile's Q K^T are done, then takes ~3,500 cycles).
+        int nxt = tile + static_cast<int>(gridDim.x);
+        if constexpr (T::kDynamic) nxt = __shfl_sync(0xffffffffu, next, 0);
+        if (nxt < tiles) {
+          const CtaTile nc = linear_tile<kBlockM>(p, nxt);
+          const char* row = reinterpret_cast<const char*>(p.idx + ((int64_t(nc.b) * p.heads + nc.h) * p.mq + nc.m_block) * p.kmax);
+          for (int off = lane * 128; off < p.kmax * 4; off += 32 * 128)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(row + off));
+          if (lane == 0) {
+            Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+            Tensor gQ = local_tile(mQ(_, _, nc.h, nc.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(nc.m_block, _0{}));
+            auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+            cute::prefetch(prm.tma_q, tQgQ);
+          }
+        }
+      }
+      if (it > 0) {  // the previous tile's out, then its staging tile is free
+        store_prev();
+        CUTLASS_PRAGMA_UNROLL
+        for (int wg = 0; wg < T::kConsumerWGs; ++wg)
+          asm volatile("bar.arrive %0, %1;" ::"r"(kOutFreeBarrier + wg), "n"(kOutBarrierThreads) : "memory");
+      }
+      prev = cta;
+      if constexpr (T::kDynamic) next = __shfl_sync(0xffffffffu, next, 0);
+      tile = next;
+    }
+    if (it > 0) store_prev();
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
+    const int tid = threadIdx.x;
+    const int wg = tid / 128;
+    typename T::TiledMmaQK mma_qk;
+    typename T::TiledMmaPV mma_pv;
+    auto thr_qk = mma_qk.get_thread_slice(tid);
+    auto thr_pv = mma_pv.get_thread_slice(tid);
+    Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
+    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
+    Tensor tSrK = thr_qk.partition_fragment_B(sK);
+    Tensor tOrV = thr_pv.partition_fragment_B(sVt);
+    Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+    Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kRows = decltype(size<0>(S))::value;
+    static_assert(kRows == 2);
+    float row_max[kRows], row_sum[kRows], correction[kRows];
+    const float scale_log2 = prm.scale_log2;
+    const int last_cols = p.nk - (ntiles - 1) * kBlockN;
+    auto softmax = [&](int blk, auto& o) {
+      if (blk == ntiles - 1 && last_cols < kBlockN) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c)
+          if (get<1>(Sc(0, c)) >= last_cols) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+          }
+      }
+      softmax_tile<true>(row_max, row_sum, correction, S, o, scale_log2);
+    };
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    auto to_p = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
+    };
+    auto release = [&](uint64_t* bar) {
+      __syncwarp();
+      if (lane == 0) ClusterBarrier::arrive(bar);
+    };
+    Tensor o_stand_in = make_tensor<float>(Shape<Int<kRows>, _1>{});
+    auto rescale_o_early = [&]() {
+      bool moved = false;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        correction[r] = o_stand_in(r, 0);
+        moved |= correction[r] != 1.f;
+      }
+      if (__any_sync(0xffffffffu, moved)) rescale_tile<false>(O, correction);
+    };
+    auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
+    auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
+    Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    Tensor tOsO = thr_pv.partition_C(sOut);
+    Tensor sO = make_tensor(tOsO.data(), rowcol(tOsO.layout()));
+
+    long long t_start = 0, t_loop = 0, t_first = 0, t_mark = 0, ph[6] = {};
+    // kTrace: ph[i] += cycles since the previous mark (bar_q, first list entry, first K, the turn;
+    // after the loop: the staging tile free, the epilogue's writes).
+    auto mark = [&](int i) {
+      if constexpr (T::kTrace) {
+        long long t;
+        asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+        ph[i] += t - t_mark;
+        t_mark = t;
+      }
+    };
+    auto clock = []() { long long t; asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)); return t; };
+    if constexpr (T::kTrace) t_start = clock();
+    int n = 0;  // blocks whose P V is done, over all tiles
+    int it = 0;
+    // Warpgroup 1 has handed warpgroup 0 the next tile's first turn (both warpgroups track it:
+    // warpgroup 0 takes a hand-over left at the end so that no arrival is left over).
+    bool turn_given = false;
+    for (int tile = blockIdx.x;; ++it) {
+      // Counters that run on across tiles come out of the branches on the list (ptxas cannot tell
+      // a warp takes them together) as per-thread values; broadcast from lane 0 they are warp-
+      // uniform again, so the stage's shared-memory addresses and the wgmma descriptors stay in
+      // uniform registers (without: an R2UR before every wgmma, measured 2-5 % slower).
+      n = __shfl_sync(0xffffffffu, n, 0);
+      if constexpr (T::kTrace) t_mark = clock();
+      if constexpr (T::kDynamic) {
+        ClusterTransactionBarrier::wait(&ss.bar_q, it & 1);
+        tile = __shfl_sync(0xffffffffu, reinterpret_cast<volatile int*>(ss.tile_id)[it % 2], 0);
+        mark(0);
+      }
+      if (tile >= tiles) break;
+      const CtaTile cta = linear_tile<kBlockM>(p, tile);
+      // kDynamic: warpgroup 1 always hands over (the next tile is not known yet); a hand-over
+      // left at the end is taken below.
+      const bool more = T::kDynamic || tile + static_cast<int>(gridDim.x) < tiles;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+      clear(tOrO);
+      auto list = make_cursor(cta);
+      if constexpr (!T::kDynamic) ClusterTransactionBarrier::wait(&ss.bar_q, it & 1);
+      const int first = list.next(p, lane);
+      mark(1);
+      if (first >= 0) {
+        const int s0 = n % kStages;
+        ClusterTransactionBarrier::wait(&ss.full_k[s0], (n / kStages) & 1);
+        mark(2);
+        if (wg == 1 && !turn_given) pass_turn();
+        turn_given = false;
+        take_turn();
+        mark(3);
+        if constexpr (T::kTrace) t_first = clock();
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s0), tSrS);
+        pass_turn();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[s0]);
+        softmax(first, O);
+        to_p();
+        for (;;) {
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          const int next = list.next(p, lane);
+          if (next < 0) break;
+          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+          take_turn();
+          wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          pass_turn();
+          warpgroup_wait<1>();
+          warpgroup_fence_operand(tSrS);
+          release(&ss.empty_k[s1]);
+          fill(o_stand_in, 1.f);
+          softmax(next, o_stand_in);
+          warpgroup_wait<0>();
+          warpgroup_fence_operand(tOrO);
+          release(&ss.empty_v[s]);
+          ++n;
+          rescale_o_early();
+          to_p();
+        }
+        release(&ss.empty_q);  // the tile's last Q K^T is done
+        const int s = n % kStages;
+        ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+        take_turn();
+        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        if (wg == 0 || more) pass_turn();
+        turn_given = more;
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.empty_v[s]);
+        ++n;
+        if constexpr (T::kTrace) t_loop += (t_mark = clock()) - t_first;
+      } else {
+        release(&ss.empty_q);
+      }
+
+      // Epilogue: out = O / l into the staging tile once the previous tile's is stored, lse =
+      // m * scale + ln(l); a row that visited nothing gets 0 and -inf.
+      if (it > 0) asm volatile("bar.sync %0, %1;" ::"r"(kOutFreeBarrier + wg), "n"(kOutBarrierThreads) : "memory");
+      mark(4);
+      float* lse = p.lse ? p.lse + (int64_t(cta.b) * p.heads + cta.h) * p.nq : nullptr;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
+        const int grow = cta.m_block * kBlockM + get<0>(Oc(r, 0));
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); c += 2) put_out_pair(&sO(r, c), O(r, c) * res.inv, O(r, c + 1) * res.inv);
+        if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
+      }
+      out_rows_written(wg);
+      mark(5);
+      if constexpr (!T::kDynamic) tile += gridDim.x;
+    }
+    if (wg == 0 && turn_given) take_turn();
+    if constexpr (T::kTrace) {
+      if (tid == 0) {
+        long long* w = reinterpret_cast<long long*>(p.scores) + int64_t(blockIdx.x) * 10;
+        w[0] = clock() - t_start, w[1] = t_loop, w[2] = n, w[3] = it;
+        for (int i = 0; i < 6; ++i) w[4 + i] = ph[i];
+      }
+    }
+  }
+#endif
+}
+
+// Persistent launch: min(tiles, SMs) CTAs of flash_sm90_persistent_kernel (one per SM).
+// kDynamic: tile_counter, one int32 the launch zeroes.
+template <typename Element, int kHeadDim, bool kDynamic = false, bool kTrace = false, bool kPrefetchNext = false>
+cudaError_t run_flash_persistent(const AttnParams& p, cudaStream_t stream, int32_t* tile_counter = nullptr) {
+  using T = FlashPersistentTraits<Element, kHeadDim, kDynamic, kTrace, kPrefetchNext>;
+  if (kDynamic && !tile_counter) return cudaErrorInvalidValue;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  AttnParams q = p;
+  cudaError_t err = plan_sparse_tiles<T>(q, stream);
+  if (err != cudaSuccess) return err;
+  typename T::Params prm;
+  prm.p = q;
+  prm.scale_log2 = q.scale * kLog2e;
+  prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(q, q.q, q.nq, q.q_row_stride, q.q_head_stride,
+                                                          q.q_batch_stride, typename T::SmemLayoutQ{});
+  prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(q, q.k, q.nk, q.k_row_stride, q.k_head_stride,
+                                                          q.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(q, q.v, q.nk, q.v_row_stride, q.v_head_stride,
+                                                          q.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_o = make_tma_out<T>(q);
+  prm.tile_counter = tile_counter;
+  if (kDynamic && (err = cudaMemsetAsync(tile_counter, 0, sizeof(int32_t), stream)) != cudaSuccess) return err;
+  int dev = 0, sms = 0;
+  if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
+  if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
+  const int64_t tiles = linear_tiles<T::kBlockM>(q);
+  return launch_grid<T>(&flash_sm90_persistent_kernel<T>, prm, stream, tiles < sms ? tiles : sms);
+}
+
 }  // namespace adaspa::sm90
