@@ -197,31 +197,11 @@ cudaError_t launch_sm90_pingpong(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore>(p, nullptr);
 }
 
-// The persistent block-128 ping-pong at D 128 (row "sm90 ps", flash_sm90_persistent_kernel).
-template <int D, bool kPrefetch = false>
-cudaError_t launch_sm90_persistent(const AttnParams& p) {
-  return sm90::run_flash_persistent<Elem, D, false, false, kPrefetch>(p, nullptr);
-}
-// The op's D 128 block-128 kernel launched with 32 KB more dynamic shared memory than it uses
-// (row "sm90 pad"): the persistent kernel's footprint, whether that alone costs time.
-template <int D>
-struct PaddedTraits : sm90::FlashSparseTraits<Elem, D, 128, false, true, 0, true> {
-  static constexpr int kSmemBytes = sm90::FlashSparseTraits<Elem, D, 128, false, true, 0, true>::kSmemBytes + 32 * 1024;
-};
-template <int D>
-cudaError_t launch_sm90_padded(const AttnParams& p) {
-  AttnParams q = p;
-  q.tile_order = nullptr;
-  return sm90::launch_flash<PaddedTraits<D>>(q, nullptr);
-}
-// The same with a dynamic tile counter (row "sm90 pd").
-template <int D, bool kTrace = false, bool kPrefetch = false>
-cudaError_t launch_sm90_persistent_dyn(const AttnParams& p) {
-  static int32_t* counter = nullptr;
-  if (!counter && cudaMalloc(&counter, sizeof(int32_t)) != cudaSuccess) return cudaErrorMemoryAllocation;
-  return sm90::run_flash_persistent<Elem, D, true, kTrace, kPrefetch>(p, nullptr, counter);
-}
-// Its trace (LAB_TRACE=1, row "sm90 pd trace"): cycles per CTA, loop cycles per visited block.
+// The persistent block-128 ping-pong at D 128 with Q double-buffered (row "sm90 pq",
+// flash_sm90_persistent_kernel; kTrace: row "sm90 pq trace" with LAB_TRACE=1).
+template <int D, bool kTrace = false>
+cudaError_t launch_sm90_persistent(const AttnParams& p) { return sm90::run_flash_persistent<Elem, D, kTrace>(p, nullptr); }
+// Its trace (LAB_TRACE=1, row "sm90 pq trace"): cycles per CTA, loop cycles per visited block.
 void print_persistent_trace(const AttnParams& p, int ctas) {
   std::vector<long long> t(int64_t(ctas) * 10);
   CHECK(cudaMemcpy(t.data(), p.scores, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
@@ -230,9 +210,8 @@ void print_persistent_trace(const AttnParams& p, int ctas) {
     busy += t[10 * c], loop += t[10 * c + 1], blocks += t[10 * c + 2], tiles += t[10 * c + 3];
     for (int i = 0; i < 6; ++i) ph[i] += t[10 * c + 4 + i];
   }
-  std::printf("  persistent trace, cycles per tile outside the loop: bar_q %.0f, first entry %.0f, first K %.0f, turn %.0f, "
-              "staging tile free %.0f, epilogue %.0f\n", ph[0] / tiles, ph[1] / tiles, ph[2] / tiles, ph[3] / tiles,
-              ph[4] / tiles, ph[5] / tiles);
+  std::printf("  persistent trace, cycles per tile outside the loop: Q %.0f, first entry %.0f, first K %.0f, turn %.0f, "
+              "epilogue %.0f\n", ph[0] / tiles, ph[1] / tiles, ph[2] / tiles, ph[3] / tiles, ph[5] / tiles);
   std::printf("  persistent trace (%d CTAs): cycles per CTA %.0f, tiles %.1f, loop step %.0f cycles, outside the "
               "loops %.0f cycles per tile (%.2f steps), %.3f of the time\n", ctas, busy / ctas, tiles / ctas,
               loop / blocks, (busy - loop) / tiles, (busy - loop) / tiles / (loop / blocks), 1 - loop / busy);
@@ -362,7 +341,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[35]) {
+void kernels(Launch (&k)[30]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -385,9 +364,7 @@ void kernels(Launch (&k)[35]) {
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
   }
   k[27] = launch_search_tma<D, BS>;
-  if constexpr (BS == 128 && D == 128) k[28] = launch_sm90_persistent<D>, k[29] = launch_sm90_persistent_dyn<D>;
-  if constexpr (BS == 128 && D == 128) k[30] = launch_sm90_padded<D>, k[31] = launch_sm90_persistent_dyn<D, true, true>;
-  if constexpr (BS == 128 && D == 128) k[32] = launch_sm90_persistent<D, true>, k[33] = launch_sm90_persistent_dyn<D, false, true>;
+  if constexpr (BS == 128 && D == 128) k[28] = launch_sm90_persistent<D>, k[29] = launch_sm90_persistent<D, true>;
 }
 
 // LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
@@ -429,7 +406,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[35] = {};
+  Launch k[30] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -563,16 +540,12 @@ int main(int argc, char** argv) {
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
-      if (k[28]) variant("sm90 ps", k[28]);  // D 128 block 128: the persistent ping-pong
-      if (k[29]) variant("sm90 pd", k[29]);  // the same, tiles from a dynamic counter
-      if (k[30]) variant("sm90 pad", k[30]);  // the op's kernel with the persistent one's shared memory
-      if (k[32]) variant("sm90 psp", k[32]);  // "sm90 ps" prefetching the next tile's Q and idx row
-      if (k[33]) variant("sm90 pdp", k[33]);  // "sm90 pd" prefetching the next tile's Q and idx row
-      if (k[31] && std::getenv("LAB_TRACE")) {  // the persistent kernel's trace
-        variant("sm90 pdp trace", k[31]);
+      if (k[28]) variant("sm90 pq", k[28]);  // D 128 block 128: the persistent ping-pong, Q double-buffered
+      if (k[29] && std::getenv("LAB_TRACE")) {  // the persistent kernel's trace
+        variant("sm90 pq trace", k[29]);
         int sms = 0;
         CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-        CHECK(k[31](p));
+        CHECK(k[29](p));
         CHECK(cudaDeviceSynchronize());
         print_persistent_trace(p, std::min<int64_t>(sms, int64_t(H) * M));
       }

@@ -919,51 +919,32 @@ cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
   return err != cudaSuccess ? err : launch_flash<T>(q, stream);
 }
 
-// Persistent block-128 ping-pong (sparse_attn at D 128 block 128; early softmax, lazy rescaling,
-// out through TMA): one CTA per SM walks the tiles blockIdx.x, + gridDim.x, ... (the launch
-// order, or the planned one), so a tile's start (its idx row, Q and the first K / V over TMA)
-// and its epilogue run under its neighbours' loops instead of leaving the SM idle between CTAs.
-//   Q:   the producer loads the next tile's Q once every consumer warp is past its last Q K^T
-//        (empty_q); the first K / V of the next tile goes out before that.
-//   out: staged in its own tile (o), not in Q (which by then holds the next tile's); a consumer
-//        warpgroup writes its rows after the producer has stored the previous tile's and TMA has
-//        read them (hardware barrier kOutFreeBarrier + warpgroup, the producer arrives); the
-//        producer stores a tile's out after issuing the next tile's loads.
-//   turns: warpgroup 1 hands warpgroup 0 the first turn of the next tile right after its last
-//        batch (not after its epilogue), so warpgroup 0 starts the next tile's Q K^T under it.
-//   The K / V ring's counters run on across tiles; bar_q and empty_q complete once per tile.
-// kDynamic: a CTA's next tile comes from a global counter (atomicAdd, claimed one tile ahead by
-// the producer and handed to the consumers with Q), so tiles start in launch order as with one
-// CTA per tile; else the fixed set blockIdx.x, + gridDim.x, ...
-// kTrace (lab): consumer thread 0 writes 10 int64 per CTA into p.scores: clock64 cycles from its
-// start to its end, the sum over tiles of its loop (first turn to its last P V done), the
-// blocks it visited, the tiles it took, then its waits between loops (see mark).
-// kPrefetchNext: the producer prefetches the next tile's Q and idx row into L2 once it has issued
-// this tile's loads.
-template <typename Element_, int kHeadDim_, bool kDynamic_ = false, bool kTrace_ = false, bool kPrefetchNext_ = false>
+// Persistent block-128 ping-pong (lab: sparse_attn at D 128 block 128 with the op's loop: early
+// softmax, lazy rescaling, out through TMA): one CTA per SM walks the tiles blockIdx.x,
+// + gridDim.x, ... (the launch order, or the planned one). Q is double-buffered: the producer loads
+// the CTA's next tile's Q into the other buffer while this tile runs, so a tile starts without
+// waiting for its Q; each consumer warpgroup stages its rows of out in the Q buffer it has
+// finished with (as flash_sm90_kernel does), the producer stores them with TMA during the next
+// tile and reloads the buffer once TMA has read them. The K / V ring's counters run on across
+// tiles. Warpgroup 1 hands warpgroup 0 the next tile's first turn right after its last batch.
+// kTrace: consumer thread 0 writes 10 int64 per CTA into p.scores: clock64 cycles from its start
+// to its end, the sum over tiles of its loop (first turn to its last P V done), the blocks it
+// visited, the tiles it took, then its waits between loops (see mark).
+template <typename Element_, int kHeadDim_, bool kTrace_ = false>
 struct FlashPersistentTraits : FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true> {
   using Base = FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true>;
   using Element = Element_;
-  static constexpr bool kDynamic = kDynamic_;
   static constexpr bool kTrace = kTrace_;
-  static constexpr bool kPrefetchNext = kPrefetchNext_;
-  struct Params : Base::Params {
-    int32_t* tile_counter;  // kDynamic: zeroed before the launch
-  };
   struct SharedStorage {
-    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> q;
-    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> o;
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> q[2];
     alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> v;
-    uint64_t bar_q, empty_q;
+    uint64_t bar_q[2], out_full[2];
     uint64_t full_k[Base::kStages], full_v[Base::kStages], empty_k[Base::kStages], empty_v[Base::kStages];
-    int tile_id[2];  // kDynamic: the tile of the CTA's it-th turn at [it % 2], published with bar_q
   };
   static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than a CTA may have on sm_90");
 };
-
-constexpr int kOutFreeBarrier = 6;
 
 template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, 1)
@@ -982,13 +963,18 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
   const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
   const int lane = threadIdx.x % 32;
   const int tiles = (p.nq + kBlockM - 1) / kBlockM * p.heads * p.batch;  // linear_tiles, < 2^31 (bindings)
+  const int grid = static_cast<int>(gridDim.x);
   auto make_cursor = [&](const CtaTile& cta) {
     return ListCursor{p.idx + ((int64_t(cta.b) * p.heads + cta.h) * p.mq + cta.m_block) * p.kmax};
   };
+  auto q_tile = [&](int buf) { return make_tensor(make_smem_ptr(ss.q[buf].data()), typename T::SmemLayoutQ{}); };
 
   if (threadIdx.x == 0) {
-    ClusterTransactionBarrier::init(&ss.bar_q, 1);
-    ClusterBarrier::init(&ss.empty_q, T::kConsumerThreads / 32);
+    CUTLASS_PRAGMA_UNROLL
+    for (int b = 0; b < 2; ++b) {
+      ClusterTransactionBarrier::init(&ss.bar_q[b], 1);
+      ClusterBarrier::init(&ss.out_full[b], T::kConsumerThreads);  // every consumer thread's rows written
+    }
     CUTLASS_PRAGMA_UNROLL
     for (int s = 0; s < kStages; ++s) {
       ClusterTransactionBarrier::init(&ss.full_k[s], 1);
@@ -1000,8 +986,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
   }
   __syncthreads();
 
-  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
-  Tensor sOut = make_tensor(make_smem_ptr(ss.o.data()), typename T::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
   const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
@@ -1016,30 +1000,38 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
       prefetch_tma_descriptor(prm.tma_o.get_tma_descriptor());
     }
     int n = 0;  // blocks issued, over all tiles
-    int it = 0;
-    CtaTile prev{};
-    auto store_prev = [&]() {
-      CUTLASS_PRAGMA_UNROLL
-      for (int wg = 0; wg < T::kConsumerWGs; ++wg)
-        store_out_rows<kHeadDim, typename T::SmemLayoutOutBox>(prm.tma_o, sOut, p, wg,
-                                                               prev.m_block * kBlockM + 64 * wg, prev.h, prev.b, lane);
-      out_stores_read(lane);
+    auto load_q = [&](const CtaTile& c, int buf) {
+      Tensor sQ = q_tile(buf);
+      Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, c.h, c.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(c.m_block, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q[buf], T::kQBytes);
+      copy(prm.tma_q.with(ss.bar_q[buf], 0), tQgQ, tQsQ);
     };
-    for (int tile = blockIdx.x;; ++it) {
-      int next = tile + gridDim.x;
-      if constexpr (T::kDynamic) {
-        if (tile >= tiles) {  // none left: the consumers read the end from the slot
-          if (lane == 0) {
-            if (it > 0) ClusterBarrier::wait(&ss.empty_q, (it - 1) & 1);
-            reinterpret_cast<volatile int*>(ss.tile_id)[it % 2] = tile;
-            ClusterBarrier::arrive(&ss.bar_q);
+    // Out of tile it (buffer it % 2) once both warpgroups have written it (out_full).
+    auto store_out = [&](const CtaTile& c, int it) {
+      const int buf = it % 2;
+      ClusterBarrier::wait(&ss.out_full[buf], (it / 2) & 1);
+      if (lane == 0) {
+        Tensor sQ = q_tile(buf);
+        Tensor mO = prm.tma_o.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < kBlockM / 64; ++r) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < kHeadDim / 64; ++j) {
+            Tensor sO = make_tensor(make_smem_ptr(&sQ(64 * r, 64 * j)), typename T::SmemLayoutOutBox{});
+            Tensor gO = local_tile(mO(_, _, c.h, c.b), Shape<_64, _64>{}, make_coord(c.m_block * (kBlockM / 64) + r, j));
+            auto [tOgO, tOsO] = tma_partition(prm.tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sO), group_modes<0, 2>(gO));
+            copy(prm.tma_o, tOsO, tOgO);
           }
-          break;
         }
-        if (lane == 0) next = atomicAdd(prm.tile_counter, 1) + static_cast<int>(gridDim.x);
-      } else {
-        if (tile >= tiles) break;
+        cute::tma_store_arrive();
       }
+    };
+    int tile = static_cast<int>(blockIdx.x), it = 0;
+    CtaTile prev = linear_tile<kBlockM>(p, tile);
+    if (lane == 0) load_q(prev, 0);
+    for (; tile < tiles; tile += grid, ++it) {
       const CtaTile cta = linear_tile<kBlockM>(p, tile);
       auto issue = [&](int blk) {
         Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
@@ -1062,53 +1054,25 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
       };
       auto list = make_cursor(cta);
       int blk = list.next(p, lane);
-      if (it > 0) {  // the first K / V before Q, which waits for the previous tile's last Q K^T
-        if (blk >= 0) {
-          if (lane == 0) issue(blk);
-          blk = list.next(p, lane);
-        }
-        if (lane == 0) ClusterBarrier::wait(&ss.empty_q, (it - 1) & 1);
+      // The tile's first K / V, then the previous tile's out (the wait for its epilogue must not
+      // hold up this tile's start), then the next tile's Q into that buffer once TMA has read it.
+      if (blk >= 0) {
+        if (lane == 0) issue(blk);
+        blk = list.next(p, lane);
       }
-      if (lane == 0) {
-        if constexpr (T::kDynamic) reinterpret_cast<volatile int*>(ss.tile_id)[it % 2] = tile;
-        Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
-        Tensor gQ = local_tile(mQ(_, _, cta.h, cta.b), Shape<Int<kBlockM>, Int<kHeadDim>>{},
-                               make_coord(cta.m_block, _0{}));
-        auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q, T::kQBytes);
-        copy(prm.tma_q.with(ss.bar_q, 0), tQgQ, tQsQ);
+      if (it > 0) store_out(prev, it - 1);
+      if (tile + grid < tiles) {
+        if (lane == 0) {
+          if (it > 0) cute::tma_store_wait<0>();
+          load_q(linear_tile<kBlockM>(p, tile + grid), (it + 1) % 2);
+        }
       }
       for (; blk >= 0; blk = list.next(p, lane))
         if (lane == 0) issue(blk);
-      if constexpr (T::kPrefetchNext) {
-        // The next tile's Q and idx row into L2 (Q is read once, so from DRAM otherwise: its load,
-        // issued once this tile's Q K^T are done, then takes ~3,500 cycles).
-        int nxt = tile + static_cast<int>(gridDim.x);
-        if constexpr (T::kDynamic) nxt = __shfl_sync(0xffffffffu, next, 0);
-        if (nxt < tiles) {
-          const CtaTile nc = linear_tile<kBlockM>(p, nxt);
-          const char* row = reinterpret_cast<const char*>(p.idx + ((int64_t(nc.b) * p.heads + nc.h) * p.mq + nc.m_block) * p.kmax);
-          for (int off = lane * 128; off < p.kmax * 4; off += 32 * 128)
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(row + off));
-          if (lane == 0) {
-            Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
-            Tensor gQ = local_tile(mQ(_, _, nc.h, nc.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(nc.m_block, _0{}));
-            auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-            cute::prefetch(prm.tma_q, tQgQ);
-          }
-        }
-      }
-      if (it > 0) {  // the previous tile's out, then its staging tile is free
-        store_prev();
-        CUTLASS_PRAGMA_UNROLL
-        for (int wg = 0; wg < T::kConsumerWGs; ++wg)
-          asm volatile("bar.arrive %0, %1;" ::"r"(kOutFreeBarrier + wg), "n"(kOutBarrierThreads) : "memory");
-      }
       prev = cta;
-      if constexpr (T::kDynamic) next = __shfl_sync(0xffffffffu, next, 0);
-      tile = next;
     }
-    if (it > 0) store_prev();
+    if (it > 0) store_out(prev, it - 1);
+    if (lane == 0) cute::tma_store_wait<0>();
   } else {
     cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
     const int tid = threadIdx.x;
@@ -1118,7 +1082,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
     auto thr_qk = mma_qk.get_thread_slice(tid);
     auto thr_pv = mma_pv.get_thread_slice(tid);
     Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
-    Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
     Tensor tSrK = thr_qk.partition_fragment_B(sK);
     Tensor tOrV = thr_pv.partition_fragment_B(sVt);
     Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -1167,49 +1130,42 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
     auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
     Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
     Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-    Tensor tOsO = thr_pv.partition_C(sOut);
-    Tensor sO = make_tensor(tOsO.data(), rowcol(tOsO.layout()));
 
     long long t_start = 0, t_loop = 0, t_first = 0, t_mark = 0, ph[6] = {};
-    // kTrace: ph[i] += cycles since the previous mark (bar_q, first list entry, first K, the turn;
-    // after the loop: the staging tile free, the epilogue's writes).
+    auto clock = []() { long long t; asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)); return t; };
+    // kTrace: ph[i] += cycles since the previous mark (0 Q, 1 first list entry, 2 first K, 3 the
+    // turn; after the loop: 5 the epilogue).
     auto mark = [&](int i) {
       if constexpr (T::kTrace) {
-        long long t;
-        asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+        const long long t = clock();
         ph[i] += t - t_mark;
         t_mark = t;
       }
     };
-    auto clock = []() { long long t; asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)); return t; };
     if constexpr (T::kTrace) t_start = clock();
     int n = 0;  // blocks whose P V is done, over all tiles
-    int it = 0;
-    // Warpgroup 1 has handed warpgroup 0 the next tile's first turn (both warpgroups track it:
-    // warpgroup 0 takes a hand-over left at the end so that no arrival is left over).
+    // Warpgroup 1 has handed warpgroup 0 the next tile's first turn (both warpgroups track it).
     bool turn_given = false;
-    for (int tile = blockIdx.x;; ++it) {
+    int it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += grid, ++it) {
       // Counters that run on across tiles come out of the branches on the list (ptxas cannot tell
       // a warp takes them together) as per-thread values; broadcast from lane 0 they are warp-
       // uniform again, so the stage's shared-memory addresses and the wgmma descriptors stay in
       // uniform registers (without: an R2UR before every wgmma, measured 2-5 % slower).
       n = __shfl_sync(0xffffffffu, n, 0);
+      it = __shfl_sync(0xffffffffu, it, 0);
       if constexpr (T::kTrace) t_mark = clock();
-      if constexpr (T::kDynamic) {
-        ClusterTransactionBarrier::wait(&ss.bar_q, it & 1);
-        tile = __shfl_sync(0xffffffffu, reinterpret_cast<volatile int*>(ss.tile_id)[it % 2], 0);
-        mark(0);
-      }
-      if (tile >= tiles) break;
+      const int buf = it % 2;
       const CtaTile cta = linear_tile<kBlockM>(p, tile);
-      // kDynamic: warpgroup 1 always hands over (the next tile is not known yet); a hand-over
-      // left at the end is taken below.
-      const bool more = T::kDynamic || tile + static_cast<int>(gridDim.x) < tiles;
+      const bool more = tile + grid < tiles;
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
       clear(tOrO);
+      Tensor sQ = q_tile(buf);
+      Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
       auto list = make_cursor(cta);
-      if constexpr (!T::kDynamic) ClusterTransactionBarrier::wait(&ss.bar_q, it & 1);
+      ClusterTransactionBarrier::wait(&ss.bar_q[buf], (it / 2) & 1);
+      mark(0);
       const int first = list.next(p, lane);
       mark(1);
       if (first >= 0) {
@@ -1220,7 +1176,7 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
         turn_given = false;
         take_turn();
         mark(3);
-        if constexpr (T::kTrace) t_first = clock();
+        if constexpr (T::kTrace) t_first = t_mark;
         wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s0), tSrS);
         pass_turn();
         warpgroup_wait<0>();
@@ -1250,7 +1206,6 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
           rescale_o_early();
           to_p();
         }
-        release(&ss.empty_q);  // the tile's last Q K^T is done
         const int s = n % kStages;
         ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
         take_turn();
@@ -1262,14 +1217,13 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
         release(&ss.empty_v[s]);
         ++n;
         if constexpr (T::kTrace) t_loop += (t_mark = clock()) - t_first;
-      } else {
-        release(&ss.empty_q);
       }
 
-      // Epilogue: out = O / l into the staging tile once the previous tile's is stored, lse =
-      // m * scale + ln(l); a row that visited nothing gets 0 and -inf.
-      if (it > 0) asm volatile("bar.sync %0, %1;" ::"r"(kOutFreeBarrier + wg), "n"(kOutBarrierThreads) : "memory");
-      mark(4);
+      // Epilogue: out = O / l into the warpgroup's rows of this tile's Q buffer (its last Q K^T
+      // is done), stored by the producer; lse = m * scale + ln(l); a row that visited nothing gets
+      // 0 and -inf.
+      Tensor tOsO = thr_pv.partition_C(sQ);
+      Tensor sO = make_tensor(tOsO.data(), rowcol(tOsO.layout()));
       float* lse = p.lse ? p.lse + (int64_t(cta.b) * p.heads + cta.h) * p.nq : nullptr;
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < kRows; ++r) {
@@ -1279,9 +1233,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
         for (int c = 0; c < size<1>(O); c += 2) put_out_pair(&sO(r, c), O(r, c) * res.inv, O(r, c + 1) * res.inv);
         if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
       }
-      out_rows_written(wg);
+      cute::tma_store_fence();  // this thread's writes, visible to TMA
+      ClusterBarrier::arrive(&ss.out_full[buf]);
       mark(5);
-      if constexpr (!T::kDynamic) tile += gridDim.x;
     }
     if (wg == 0 && turn_given) take_turn();
     if constexpr (T::kTrace) {
@@ -1296,11 +1250,9 @@ __global__ void __launch_bounds__(T::kNThreads, 1)
 }
 
 // Persistent launch: min(tiles, SMs) CTAs of flash_sm90_persistent_kernel (one per SM).
-// kDynamic: tile_counter, one int32 the launch zeroes.
-template <typename Element, int kHeadDim, bool kDynamic = false, bool kTrace = false, bool kPrefetchNext = false>
-cudaError_t run_flash_persistent(const AttnParams& p, cudaStream_t stream, int32_t* tile_counter = nullptr) {
-  using T = FlashPersistentTraits<Element, kHeadDim, kDynamic, kTrace, kPrefetchNext>;
-  if (kDynamic && !tile_counter) return cudaErrorInvalidValue;
+template <typename Element, int kHeadDim, bool kTrace = false>
+cudaError_t run_flash_persistent(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashPersistentTraits<Element, kHeadDim, kTrace>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   cudaError_t err = plan_sparse_tiles<T>(q, stream);
@@ -1315,8 +1267,6 @@ cudaError_t run_flash_persistent(const AttnParams& p, cudaStream_t stream, int32
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(q, q.v, q.nk, q.v_row_stride, q.v_head_stride,
                                                           q.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   prm.tma_o = make_tma_out<T>(q);
-  prm.tile_counter = tile_counter;
-  if (kDynamic && (err = cudaMemsetAsync(tile_counter, 0, sizeof(int32_t), stream)) != cudaSuccess) return err;
   int dev = 0, sms = 0;
   if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
   if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
