@@ -879,7 +879,7 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
                                                           p.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
   prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(p, p.v, p.nk, p.v_row_stride, p.v_head_stride,
                                                           p.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
-  prm.tma_o = make_tma_out<T>(p);
+  if constexpr (T::kTmaStore) prm.tma_o = make_tma_out<T>(p);  // else unused: not encoded
   return launch_query_tiles<T>(&flash_sm90_kernel<T>, prm, p, stream);
 }
 
