@@ -318,11 +318,19 @@ struct ListCursor {
   const int32_t* row;
   int base = 0, last = -1, entry = -1;
   unsigned pending = 0;  // lanes of the current window accepted and not yet returned
+  bool loaded = false;   // entry already holds the window at base (prime)
 
+  // The row's first window, read ahead of the cursor (hides the idx load's latency when read
+  // well before the first next()), then handed to it with use_window.
+  __device__ __forceinline__ int first_window(const AttnParams& p, int lane) const {
+    return lane < p.kmax ? __ldg(row + lane) : -1;
+  }
+  __device__ __forceinline__ void use_window(int e) { entry = e, loaded = true; }
   __device__ __forceinline__ int next(const AttnParams& p, int lane) {
     while (!pending) {
       if (base >= p.kmax) return -1;
-      entry = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
+      if (!loaded) entry = base + lane < p.kmax ? __ldg(row + base + lane) : -1;
+      loaded = false;
       const bool valid = entry >= 0 && entry < p.mk;
       int pmax = valid ? entry : -1;
       CUTLASS_PRAGMA_UNROLL
@@ -917,6 +925,419 @@ cudaError_t run_flash_search(const AttnParams& p, cudaStream_t stream) {
   q.tile_order = nullptr;
   const cudaError_t err = cudaMemsetAsync(p.search_slots, 0, sizeof(int32_t) * p.search_nslots, stream);
   return err != cudaSuccess ? err : launch_flash<T>(q, stream);
+}
+
+// Persistent block-128 ping-pong (lab: sparse_attn at D 128 block 128 with the op's loop: early
+// softmax, lazy rescaling, out through TMA): one CTA per SM walks the tiles blockIdx.x,
+// + gridDim.x, ... (the launch order, or the planned one). Q is double-buffered: the producer loads
+// the CTA's next tile's Q into the other buffer while this tile runs, so a tile starts without
+// waiting for its Q; each consumer warpgroup stages its rows of out in the Q buffer it has
+// finished with (as flash_sm90_kernel does), the producer stores them with TMA during the next
+// tile and reloads the buffer once TMA has read them. The K / V ring's counters run on across
+// tiles. Warpgroup 1 hands warpgroup 0 the next tile's first turn right after its last batch.
+// kTrace: consumer thread 0 writes 20 int64 per CTA into p.scores: clock64 cycles from its start
+// to its end, the sum over tiles of its loop (first turn to its last P V done), the blocks it
+// visited, the tiles it took, then its waits between loops (see mark); then sums of clock64 stamps
+// (the SM's clock, so producer and consumer stamps compare): words 10 / 11 / 14 the producer's
+// first K issued (tiles after the first), its last block issued (tiles before the last), the top
+// of its tile (tiles after the first), and (15-17, tiles after the first) its first list entry,
+// the end of its wait for the first K's stage and of that for its V's stage; words 12 / 13 consumer thread 0's loop end (tiles before the
+// last) and first K ready (tiles after the first).
+// kAhead: each tile's idx row is read one tile ahead (producer and consumers). kOutAfter: the
+// producer stores the previous tile's out and loads the next tile's Q after this tile's first
+// kOutAfter K / V (3 measured 0.96-0.97x against 1 at density 0.1).
+// kProducerRegs_: the producer warpgroup's registers (24 as the op, consumers 240; 40 leaves the
+// consumers 232: 128 x 40 + 256 x 232 = 384 x 168, the launch's allocation).
+template <typename Element_, int kHeadDim_, bool kTrace_ = false, bool kAhead_ = false, int kProducerRegs_ = 24>
+struct FlashPersistentTraits : FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true> {
+  using Base = FlashSparseTraits<Element_, kHeadDim_, 128, false, true, 0, true>;
+  using Element = Element_;
+  static constexpr bool kTrace = kTrace_;
+  static constexpr bool kAhead = kAhead_;
+  static constexpr int kOutAfter = 1;
+  static constexpr int kProducerRegs = kProducerRegs_, kConsumerRegs = kProducerRegs_ == 24 ? 240 : 232;
+  static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 384 * 168, "setmaxnreg.inc would wait forever");
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutQ>> q[2];
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<typename Base::SmemLayoutKV>> v;
+    uint64_t bar_q[2], out_full[2];
+    long long ptrace[8];  // kTrace: the producer's sums of clock64 stamps (in shared memory: no registers)
+    uint64_t full_k[Base::kStages], full_v[Base::kStages], empty_k[Base::kStages], empty_v[Base::kStages];
+  };
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than a CTA may have on sm_90");
+};
+
+template <typename T>
+__global__ void __launch_bounds__(T::kNThreads, 1)
+    flash_sm90_persistent_kernel(CUTE_GRID_CONSTANT typename T::Params const prm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename T::Element;
+  using SharedStorage = typename T::SharedStorage;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
+  static_assert(T::kPingPong && T::kEarlySoftmax && T::kLazyRescale && !T::kDense && !T::kSearch);
+  using cutlass::arch::ClusterBarrier;
+  using cutlass::arch::ClusterTransactionBarrier;
+
+  extern __shared__ char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const AttnParams& p = prm.p;
+  const int warp = __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+  const int lane = threadIdx.x % 32;
+  const int tiles = (p.nq + kBlockM - 1) / kBlockM * p.heads * p.batch;  // linear_tiles, < 2^31 (bindings)
+  const int grid = static_cast<int>(gridDim.x);
+  auto make_cursor = [&](const CtaTile& cta) {
+    return ListCursor{p.idx + ((int64_t(cta.b) * p.heads + cta.h) * p.mq + cta.m_block) * p.kmax};
+  };
+  auto q_tile = [&](int buf) { return make_tensor(make_smem_ptr(ss.q[buf].data()), typename T::SmemLayoutQ{}); };
+
+  if (threadIdx.x == 0) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int b = 0; b < 2; ++b) {
+      ClusterTransactionBarrier::init(&ss.bar_q[b], 1);
+      ClusterBarrier::init(&ss.out_full[b], T::kConsumerThreads);  // every consumer thread's rows written
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterTransactionBarrier::init(&ss.full_v[s], 1);
+      ClusterBarrier::init(&ss.empty_k[s], T::kConsumerThreads / 32);
+      ClusterBarrier::init(&ss.empty_v[s], T::kConsumerThreads / 32);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
+  const int ntiles = (p.nk + kBlockN - 1) / kBlockN;
+
+  if (warp >= T::kConsumerThreads / 32) {
+    cutlass::arch::warpgroup_reg_dealloc<T::kProducerRegs>();
+    if (warp > T::kConsumerThreads / 32) return;
+    if (lane == 0) {
+      prefetch_tma_descriptor(prm.tma_q.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_k.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_v.get_tma_descriptor());
+      prefetch_tma_descriptor(prm.tma_o.get_tma_descriptor());
+    }
+    int n = 0;  // blocks issued, over all tiles
+    auto load_q = [&](const CtaTile& c, int buf) {
+      Tensor sQ = q_tile(buf);
+      Tensor mQ = prm.tma_q.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, c.h, c.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(c.m_block, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(prm.tma_q, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.bar_q[buf], T::kQBytes);
+      copy(prm.tma_q.with(ss.bar_q[buf], 0), tQgQ, tQsQ);
+    };
+    // Out of tile it (buffer it % 2) once both warpgroups have written it (out_full).
+    auto store_out = [&](const CtaTile& c, int it) {
+      const int buf = it % 2;
+      ClusterBarrier::wait(&ss.out_full[buf], (it / 2) & 1);
+      if (lane == 0) {
+        Tensor sQ = q_tile(buf);
+        Tensor mO = prm.tma_o.get_tma_tensor(make_shape(p.nq, kHeadDim, p.heads, p.batch));
+        CUTLASS_PRAGMA_UNROLL
+        for (int r = 0; r < kBlockM / 64; ++r) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < kHeadDim / 64; ++j) {
+            Tensor sO = make_tensor(make_smem_ptr(&sQ(64 * r, 64 * j)), typename T::SmemLayoutOutBox{});
+            Tensor gO = local_tile(mO(_, _, c.h, c.b), Shape<_64, _64>{}, make_coord(c.m_block * (kBlockM / 64) + r, j));
+            auto [tOgO, tOsO] = tma_partition(prm.tma_o, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sO), group_modes<0, 2>(gO));
+            copy(prm.tma_o, tOsO, tOgO);
+          }
+        }
+        cute::tma_store_arrive();
+      }
+    };
+    int tile = static_cast<int>(blockIdx.x), it = 0;
+    // kTrace stamps: ptrace[0..5] first K issued, last issue, tile top, first entry, K's stage free,
+    // V's stage free (lane 0; the issue lambda's stamps only in lane 0 anyway).
+    if constexpr (T::kTrace) {
+      if (lane < 8) ss.ptrace[lane] = 0;
+      __syncwarp();
+    }
+    auto pstamp = [&](int i) {
+      if constexpr (T::kTrace) {
+        if (lane == 0) {
+          long long t;
+          asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+          ss.ptrace[i] += t;
+        }
+      }
+    };
+    if (lane == 0) load_q(linear_tile<kBlockM>(p, tile), 0);
+    int ahead = 0;  // kAhead: the first window of the idx row of the tile the loop takes next
+    if constexpr (T::kAhead) ahead = make_cursor(linear_tile<kBlockM>(p, tile)).first_window(p, lane);
+    for (; tile < tiles; tile += grid, ++it) {
+      const CtaTile cta = linear_tile<kBlockM>(p, tile);
+      const bool more = tile + grid < tiles;
+      if (it > 0) pstamp(2);
+      auto issue = [&](int blk, bool stamp) {
+        Tensor mK = prm.tma_k.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+        Tensor mV = prm.tma_v.get_tma_tensor(make_shape(p.nk, kHeadDim, p.heads, p.batch));
+        Tensor gK = local_tile(mK(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(blk, _0{}));
+        Tensor gV = local_tile(mV(_, _, cta.h, cta.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(blk, _0{}));
+        const int s = n % kStages;
+        auto [tKgK, tKsK] = tma_partition(prm.tma_k, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sK(_, _, s)),
+                                          group_modes<0, 2>(gK));
+        auto [tVgV, tVsV] = tma_partition(prm.tma_v, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sV(_, _, s)),
+                                          group_modes<0, 2>(gV));
+        const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+        if (stamp) pstamp(4);
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kKVBytes);
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK, tKsK);
+        if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
+        if (stamp) pstamp(5);
+        ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kKVBytes);
+        copy(prm.tma_v.with(ss.full_v[s], 0), tVgV, tVsV);
+        ++n;
+      };
+      ListCursor list = make_cursor(cta);
+      if constexpr (T::kAhead) {
+        list.use_window(ahead);
+        if (more) ahead = make_cursor(linear_tile<kBlockM>(p, tile + grid)).first_window(p, lane);
+      }
+      // The previous tile's out (once its epilogue is written), then the next tile's Q into that
+      // buffer once TMA has read it; after this tile's first kOutAfter K / V, so that the wait for
+      // the epilogue does not hold up this tile's first loads.
+      auto out_and_q = [&]() {
+        if (it > 0) store_out(linear_tile<kBlockM>(p, tile - grid), it - 1);
+        if (more && lane == 0) {
+          if (it > 0) cute::tma_store_wait<0>();
+          load_q(linear_tile<kBlockM>(p, tile + grid), (it + 1) % 2);
+        }
+      };
+      int issued = 0;
+      for (int blk = list.next(p, lane); blk >= 0; blk = list.next(p, lane)) {
+        if (issued == 0 && it > 0) pstamp(3);
+        if (lane == 0) issue(blk, T::kTrace && issued == 0 && it > 0);
+        if (issued == 0 && it > 0) pstamp(0);
+        if (++issued == T::kOutAfter) out_and_q();
+      }
+      if (more) pstamp(1);
+      if (issued < T::kOutAfter) out_and_q();
+    }
+    if constexpr (T::kTrace) {
+      if (lane == 0) {
+        long long* w = reinterpret_cast<long long*>(p.scores) + int64_t(blockIdx.x) * 20;
+        w[10] = ss.ptrace[0], w[11] = ss.ptrace[1], w[14] = ss.ptrace[2], w[15] = ss.ptrace[3], w[16] = ss.ptrace[4], w[17] = ss.ptrace[5];
+      }
+    }
+    if (it > 0) store_out(linear_tile<kBlockM>(p, tile - grid), it - 1);
+    if (lane == 0) cute::tma_store_wait<0>();
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<T::kConsumerRegs>();
+    const int tid = threadIdx.x;
+    const int wg = tid / 128;
+    typename T::TiledMmaQK mma_qk;
+    typename T::TiledMmaPV mma_pv;
+    auto thr_qk = mma_qk.get_thread_slice(tid);
+    auto thr_pv = mma_pv.get_thread_slice(tid);
+    Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutVt{});
+    Tensor tSrK = thr_qk.partition_fragment_B(sK);
+    Tensor tOrV = thr_pv.partition_fragment_B(sVt);
+    Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor S = make_tensor(tSrS.data(), rowcol(tSrS.layout()));
+    Tensor O = make_tensor(tOrO.data(), rowcol(tOrO.layout()));
+    Tensor Sc = make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kRows = decltype(size<0>(S))::value;
+    static_assert(kRows == 2);
+    float row_max[kRows], row_sum[kRows], correction[kRows];
+    const float scale_log2 = prm.scale_log2;
+    const int last_cols = p.nk - (ntiles - 1) * kBlockN;
+    auto softmax = [&](int blk, auto& o) {
+      if (blk == ntiles - 1 && last_cols < kBlockN) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(S); ++c)
+          if (get<1>(Sc(0, c)) >= last_cols) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int r = 0; r < kRows; ++r) S(r, c) = -INFINITY;
+          }
+      }
+      softmax_tile<true>(row_max, row_sum, correction, S, o, scale_log2);
+    };
+    Tensor rP = make_tensor<Element>(tSrS.layout());
+    Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(tSrS.layout()));
+    auto to_p = [&]() {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS); ++i) rP(i) = Element(tSrS(i));
+    };
+    auto release = [&](uint64_t* bar) {
+      __syncwarp();
+      if (lane == 0) ClusterBarrier::arrive(bar);
+    };
+    Tensor o_stand_in = make_tensor<float>(Shape<Int<kRows>, _1>{});
+    auto rescale_o_early = [&]() {
+      bool moved = false;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        correction[r] = o_stand_in(r, 0);
+        moved |= correction[r] != 1.f;
+      }
+      if (__any_sync(0xffffffffu, moved)) rescale_tile<false>(O, correction);
+    };
+    auto take_turn = [&]() { cutlass::arch::NamedBarrier::sync(256, 1 + wg); };
+    auto pass_turn = [&]() { cutlass::arch::NamedBarrier::arrive(256, 2 - wg); };
+    Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor Oc = make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+
+    long long t_start = 0, t_loop = 0, t_first = 0, t_mark = 0, ph[6] = {}, c_end = 0, c_kready = 0;
+    auto clock = []() { long long t; asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)); return t; };
+    // kTrace: ph[i] += cycles since the previous mark (0 Q, 1 first list entry, 2 first K, 3 the
+    // turn; after the loop: 5 the epilogue).
+    auto mark = [&](int i) {
+      if constexpr (T::kTrace) {
+        const long long t = clock();
+        ph[i] += t - t_mark;
+        t_mark = t;
+      }
+    };
+    if constexpr (T::kTrace) t_start = clock();
+    int n = 0;  // blocks whose P V is done, over all tiles
+    // Warpgroup 1 has handed warpgroup 0 the next tile's first turn (both warpgroups track it).
+    bool turn_given = false;
+    int it = 0;
+    int ahead = 0;  // kAhead: the first window of the next tile's idx row
+    if constexpr (T::kAhead) ahead = make_cursor(linear_tile<kBlockM>(p, blockIdx.x)).first_window(p, lane);
+    for (int tile = blockIdx.x; tile < tiles; tile += grid, ++it) {
+      // Counters that run on across tiles come out of the branches on the list (ptxas cannot tell
+      // a warp takes them together) as per-thread values; broadcast from lane 0 they are warp-
+      // uniform again, so the stage's shared-memory addresses and the wgmma descriptors stay in
+      // uniform registers (without: an R2UR before every wgmma, measured 2-5 % slower).
+      n = __shfl_sync(0xffffffffu, n, 0);
+      it = __shfl_sync(0xffffffffu, it, 0);
+      if constexpr (T::kTrace) t_mark = clock();
+      const int buf = it % 2;
+      const CtaTile cta = linear_tile<kBlockM>(p, tile);
+      const bool more = tile + grid < tiles;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.f;
+      clear(tOrO);
+      Tensor sQ = q_tile(buf);
+      Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
+      ListCursor list = make_cursor(cta);
+      if constexpr (T::kAhead) {
+        list.use_window(ahead);
+        if (more) ahead = make_cursor(linear_tile<kBlockM>(p, tile + grid)).first_window(p, lane);
+      }
+      ClusterTransactionBarrier::wait(&ss.bar_q[buf], (it / 2) & 1);
+      mark(0);
+      const int first = list.next(p, lane);
+      mark(1);
+      if (first >= 0) {
+        const int s0 = n % kStages;
+        ClusterTransactionBarrier::wait(&ss.full_k[s0], (n / kStages) & 1);
+        mark(2);
+        if constexpr (T::kTrace) if (it > 0) c_kready += t_mark;
+        if (wg == 1 && !turn_given) pass_turn();
+        turn_given = false;
+        take_turn();
+        mark(3);
+        if constexpr (T::kTrace) t_first = t_mark;
+        wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s0), tSrS);
+        pass_turn();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.empty_k[s0]);
+        softmax(first, O);
+        to_p();
+        for (;;) {
+          const int s = n % kStages, s1 = (n + 1) % kStages;
+          const int next = list.next(p, lane);
+          if (next < 0) break;
+          ClusterTransactionBarrier::wait(&ss.full_k[s1], ((n + 1) / kStages) & 1);
+          ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+          take_turn();
+          wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s1), tSrS);
+          wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+          pass_turn();
+          warpgroup_wait<1>();
+          warpgroup_fence_operand(tSrS);
+          release(&ss.empty_k[s1]);
+          fill(o_stand_in, 1.f);
+          softmax(next, o_stand_in);
+          warpgroup_wait<0>();
+          warpgroup_fence_operand(tOrO);
+          release(&ss.empty_v[s]);
+          ++n;
+          rescale_o_early();
+          to_p();
+        }
+        const int s = n % kStages;
+        ClusterTransactionBarrier::wait(&ss.full_v[s], (n / kStages) & 1);
+        take_turn();
+        wgmma_issue<false>(mma_pv, tOrP, tOrV(_, _, _, s), tOrO);
+        if (wg == 0 || more) pass_turn();
+        turn_given = more;
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.empty_v[s]);
+        ++n;
+        if constexpr (T::kTrace) {
+          t_loop += (t_mark = clock()) - t_first;
+          if (more) c_end += t_mark;
+        }
+      }
+
+      // Epilogue: out = O / l into the warpgroup's rows of this tile's Q buffer (its last Q K^T
+      // is done), stored by the producer; lse = m * scale + ln(l); a row that visited nothing gets
+      // 0 and -inf.
+      Tensor tOsO = thr_pv.partition_C(sQ);
+      Tensor sO = make_tensor(tOsO.data(), rowcol(tOsO.layout()));
+      float* lse = p.lse ? p.lse + (int64_t(cta.b) * p.heads + cta.h) * p.nq : nullptr;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const SoftmaxRowResult res = softmax_row_result(row_sum[r], row_max[r], p.scale);
+        const int grow = cta.m_block * kBlockM + get<0>(Oc(r, 0));
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < size<1>(O); c += 2) put_out_pair(&sO(r, c), O(r, c) * res.inv, O(r, c + 1) * res.inv);
+        if (lse && lane % 4 == 0 && grow < p.nq) lse[grow] = res.lse;
+      }
+      cute::tma_store_fence();  // this thread's writes, visible to TMA
+      ClusterBarrier::arrive(&ss.out_full[buf]);
+      mark(5);
+    }
+    if (wg == 0 && turn_given) take_turn();
+    if constexpr (T::kTrace) {
+      if (tid == 0) {
+        long long* w = reinterpret_cast<long long*>(p.scores) + int64_t(blockIdx.x) * 20;
+        w[0] = clock() - t_start, w[1] = t_loop, w[2] = n, w[3] = it;
+        for (int i = 0; i < 6; ++i) w[4 + i] = ph[i];
+        w[12] = c_end, w[13] = c_kready;
+      }
+    }
+  }
+#endif
+}
+
+// Persistent launch: min(tiles, SMs) CTAs of flash_sm90_persistent_kernel (one per SM).
+template <typename Element, int kHeadDim, bool kTrace = false, bool kAhead = false, int kProducerRegs = 24>
+cudaError_t run_flash_persistent(const AttnParams& p, cudaStream_t stream) {
+  using T = FlashPersistentTraits<Element, kHeadDim, kTrace, kAhead, kProducerRegs>;
+  if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
+  AttnParams q = p;
+  cudaError_t err = plan_sparse_tiles<T>(q, stream);
+  if (err != cudaSuccess) return err;
+  typename T::Params prm;
+  prm.p = q;
+  prm.scale_log2 = q.scale * kLog2e;
+  prm.tma_q = make_tma_rows<Element, kHeadDim, T::kBlockM>(q, q.q, q.nq, q.q_row_stride, q.q_head_stride,
+                                                          q.q_batch_stride, typename T::SmemLayoutQ{});
+  prm.tma_k = make_tma_rows<Element, kHeadDim, T::kBlockN>(q, q.k, q.nk, q.k_row_stride, q.k_head_stride,
+                                                          q.k_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_v = make_tma_rows<Element, kHeadDim, T::kBlockN>(q, q.v, q.nk, q.v_row_stride, q.v_head_stride,
+                                                          q.v_batch_stride, typename T::SmemLayoutKV{}(_, _, _0{}));
+  prm.tma_o = make_tma_out<T>(q);
+  int dev = 0, sms = 0;
+  if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
+  if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
+  const int64_t tiles = linear_tiles<T::kBlockM>(q);
+  return launch_grid<T>(&flash_sm90_persistent_kernel<T>, prm, stream, tiles < sms ? tiles : sms);
 }
 
 }  // namespace adaspa::sm90
