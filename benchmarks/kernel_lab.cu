@@ -197,39 +197,6 @@ cudaError_t launch_sm90_pingpong(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore>(p, nullptr);
 }
 
-// The persistent block-128 ping-pong at D 128 with Q double-buffered (row "sm90 pq",
-// flash_sm90_persistent_kernel); with a 40 / 232 register split (no producer spills) row
-// "sm90 pq40", and its trace "sm90 pq40 trace" with LAB_TRACE=1; kAhead: idx rows read one tile
-// ahead (rows "sm90 pa40", "sm90 pa40 trace").
-template <int D, bool kTrace = false, bool kAhead = false, int kProducerRegs = 24>
-cudaError_t launch_sm90_persistent(const AttnParams& p) {
-  return sm90::run_flash_persistent<Elem, D, kTrace, kAhead, kProducerRegs>(p, nullptr);
-}
-// Its trace (LAB_TRACE=1, row "sm90 pq trace"): cycles per CTA, loop cycles per visited block.
-void print_persistent_trace(const AttnParams& p, int ctas) {
-  std::vector<long long> t(int64_t(ctas) * 20);
-  CHECK(cudaMemcpy(t.data(), p.scores, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
-  double busy = 0, loop = 0, blocks = 0, tiles = 0, ph[6] = {}, a = 0, b = 0, c2 = 0, d = 0, e = 0, f = 0, g = 0, h = 0;
-  for (int c = 0; c < ctas; ++c) {
-    const long long* w = &t[20 * c];
-    e += double(w[15] - w[14]), f += double(w[16] - w[15]), g += double(w[17] - w[16]), h += double(w[10] - w[17]);
-    busy += w[0], loop += w[1], blocks += w[2], tiles += w[3];
-    for (int i = 0; i < 6; ++i) ph[i] += w[4 + i];
-    a += double(w[10] - w[12]), b += double(w[13] - w[10]), c2 += double(w[10] - w[11]), d += double(w[14] - w[11]);
-  }
-  const double pairs = tiles - ctas;
-  std::printf("  persistent trace, cycles per tile change: producer's first K issue - consumer's loop end %.0f, "
-              "consumer's first K ready - that issue %.0f, issue - producer's previous last issue %.0f (of which to "
-              "its tile top %.0f)\n", a / pairs, b / pairs, c2 / pairs, d / pairs);
-  std::printf("  persistent trace, producer from its tile top: first entry %.0f, then K's stage free %.0f, then V's "
-              "stage free %.0f, then V issued %.0f\n", e / pairs, f / pairs, g / pairs, h / pairs);
-  std::printf("  persistent trace, cycles per tile outside the loop: Q %.0f, first entry %.0f, first K %.0f, turn %.0f, "
-              "epilogue %.0f\n", ph[0] / tiles, ph[1] / tiles, ph[2] / tiles, ph[3] / tiles, ph[5] / tiles);
-  std::printf("  persistent trace (%d CTAs): cycles per CTA %.0f, tiles %.1f, loop step %.0f cycles, outside the "
-              "loops %.0f cycles per tile (%.2f steps), %.3f of the time\n", ctas, busy / ctas, tiles / ctas,
-              loop / blocks, (busy - loop) / tiles, (busy - loop) / tiles / (loop / blocks), 1 - loop / busy);
-}
-
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
 // resident CTA (four per SM at D 64, two of the wide kernel at D 128), a confound.
@@ -354,7 +321,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[33]) {
+void kernels(Launch (&k)[28]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -377,11 +344,6 @@ void kernels(Launch (&k)[33]) {
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
   }
   k[27] = launch_search_tma<D, BS>;
-  if constexpr (BS == 128 && D == 128) {
-    k[28] = launch_sm90_persistent<D>, k[29] = launch_sm90_persistent<D, true, false, 40>;
-    k[30] = launch_sm90_persistent<D, false, true, 40>, k[31] = launch_sm90_persistent<D, true, true, 40>;
-    k[32] = launch_sm90_persistent<D, false, false, 40>;
-  }
 }
 
 // LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
@@ -423,7 +385,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[33] = {};
+  Launch k[28] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -557,20 +519,6 @@ int main(int argc, char** argv) {
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
-      if (k[28]) variant("sm90 pq", k[28]);  // D 128 block 128: the persistent ping-pong, Q double-buffered
-      if (k[32]) variant("sm90 pq40", k[32]);  // the same, 40 / 232 registers
-      if (k[30]) variant("sm90 pa40", k[30]);  // and idx rows one tile ahead
-      if (std::getenv("LAB_TRACE")) {  // the persistent kernels' traces
-        for (Launch fn : {k[29], k[31]}) {
-          if (!fn) continue;
-          variant(fn == k[29] ? "sm90 pq40 trace" : "sm90 pa40 trace", fn);
-          int sms = 0;
-          CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-          CHECK(fn(p));
-          CHECK(cudaDeviceSynchronize());
-          print_persistent_trace(p, std::min<int64_t>(sms, int64_t(H) * M));
-        }
-      }
       if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
         for (Launch fn : {k[24], k[26]}) {
           variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);

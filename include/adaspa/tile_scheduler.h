@@ -45,18 +45,12 @@ __device__ __forceinline__ CtaTile cta_tile() {
   return {static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
 }
 
-// Tile i of the launch order (the planned one when p.tile_order is set).
-template <int kBlockM>
-__device__ __forceinline__ CtaTile linear_tile(const AttnParams& p, int i) {
-  const int tiles = (p.nq + kBlockM - 1) / kBlockM;
-  const int t = p.tile_order ? __ldg(p.tile_order + i) : i;
-  const int hb = t / tiles;
-  return {t - hb * tiles, hb % p.heads, hb / p.heads};
-}
-
 template <int kBlockM>
 __device__ __forceinline__ CtaTile linear_cta_tile(const AttnParams& p) {
-  return linear_tile<kBlockM>(p, static_cast<int>(blockIdx.x));
+  const int tiles = (p.nq + kBlockM - 1) / kBlockM;
+  const int t = p.tile_order ? __ldg(p.tile_order + blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int hb = t / tiles;
+  return {t - hb * tiles, hb % p.heads, hb / p.heads};
 }
 
 // Kernels whose CTA takes half of a 2 kBlockM-row query tile: CTAs 2i and 2i + 1 take the two
