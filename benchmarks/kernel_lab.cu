@@ -196,6 +196,11 @@ template <int D, int BS, int kDiag, bool kTmaStore>
 cudaError_t launch_sm90_pingpong(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore>(p, nullptr);
 }
+// The same with Q in registers (wgmma RS for Q K^T, Q read from shared memory once; row "sm90 qr").
+template <int D, int BS>
+cudaError_t launch_sm90_qregs(const AttnParams& p) {
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 2, true, true>(p, nullptr);
+}
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
 // three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
@@ -321,7 +326,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[28]) {
+void kernels(Launch (&k)[29]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -342,6 +347,7 @@ void kernels(Launch (&k)[28]) {
   if constexpr (BS == 128) {
     k[24] = launch_sm90_pingpong<D, BS, 4, true>, k[25] = launch_sm90_pingpong<D, BS, 0, false>;
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
+    k[28] = launch_sm90_qregs<D, BS>;
   }
   k[27] = launch_search_tma<D, BS>;
 }
@@ -385,7 +391,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[28] = {};
+  Launch k[29] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -519,6 +525,7 @@ int main(int argc, char** argv) {
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
+      if (k[28]) variant("sm90 qr", k[28]);  // block 128: Q in registers
       if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
         for (Launch fn : {k[24], k[26]}) {
           variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);

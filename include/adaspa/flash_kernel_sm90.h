@@ -71,10 +71,14 @@ __device__ __forceinline__ void trace_stamp(const AttnParams& p, int word) {
 // kTmaStore: out through shared memory and TMA stores (store_out_rows; the sparse op), else
 // stored from the accumulators directly (attn_search's pass, run_flash_search says why; the lab's
 // comparison, row "sm90 ds").
+// kQRegs: Q K^T with Q in registers (wgmma RS, Q read from shared memory once by ldmatrix)
+// instead of both operands in shared memory (SS); false in every op (the lab's row "sm90 qr").
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
-          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, bool kTmaStore_ = true>
+          int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, bool kTmaStore_ = true,
+          bool kQRegs_ = false>
 struct FlashSparseTraits {
   static constexpr bool kTmaStore = kTmaStore_;
+  static constexpr bool kQRegs = kQRegs_;
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockSize = kBlockSize_;
@@ -118,8 +122,11 @@ struct FlashSparseTraits {
   static_assert(kStages >= 2, "a K / V ring of at least two stages (one in use, one loading)");
 
   using AtomLayout = Layout<Shape<Int<kConsumerWGs>, _1, _1>>;
+  using MmaShapeQK = Shape<_64, Int<kBlockN>, Int<kHeadDim>>;
   using TiledMmaQK = decltype(make_tiled_mma(
-      GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(), AtomLayout{}));
+      std::conditional_t<kQRegs, decltype(GMMA::rs_op_selector<Element, Element, float, MmaShapeQK>()),
+                         decltype(GMMA::ss_op_selector<Element, Element, float, MmaShapeQK>())>{},
+      AtomLayout{}));
   using TiledMmaPV = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
                            GMMA::Major::MN>(),
@@ -595,6 +602,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
     // through shared memory.
     auto list = make_cursor();
     ClusterTransactionBarrier::wait(&ss.bar_q, 0);
+    if constexpr (T::kQRegs) {
+      auto copy_q = make_tiled_copy_A(Copy_Atom<SM75_U32x4_LDSM_N, Element>{}, mma_qk);
+      auto thr_copy_q = copy_q.get_thread_slice(tid);
+      copy(copy_q, thr_copy_q.partition_S(sQ), thr_copy_q.retile_D(tSrQ));
+    }
     if constexpr (T::kDiag == 4) if (tid == 0) trace_stamp(p, kTraceQ);
     if constexpr (T::kSearch) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
     int n = 0;  // blocks whose P V is done
@@ -886,10 +898,10 @@ cudaError_t launch_flash(const AttnParams& p, cudaStream_t stream) {
 // kDense: every key tile, with the block-128 arrangement whatever the op's block size (the dense
 // pass's result does not depend on it).
 template <typename Element, int kHeadDim, int kBlockSize, bool kDense = false, bool kLazyRescale = false,
-          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2, bool kTmaStore = true>
+          bool kEarlySoftmax = false, int kDiag = 0, int kStages = 2, bool kTmaStore = true, bool kQRegs = false>
 cudaError_t run_flash(const AttnParams& p, cudaStream_t stream) {
   using T = FlashSparseTraits<Element, kHeadDim, kDense ? 128 : kBlockSize, kDense, kLazyRescale, 0, kEarlySoftmax,
-                              kDiag, kStages, kTmaStore>;
+                              kDiag, kStages, kTmaStore, kQRegs>;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   AttnParams q = p;
   if constexpr (kDense) {
