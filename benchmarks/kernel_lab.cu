@@ -24,7 +24,7 @@
 //        timeline, summed (row "sm90 trace" and a "trace" line; "sm90 trace ds" with out stored
 //        from the accumulators); at block 128 the ping-pong with out stored from the
 //        accumulators instead of through shared memory and TMA, row "sm90 ds" (the op's kernel
-//        at D 128 but for that);
+//        at D 128 but for that); and with Q in registers for Q K^T, row "sm90 qr";
 //        LAB_SEARCH_AB=1: only attn_search, the op's (out stored from the accumulators) against
 //        out through shared memory and TMA, three interleaved rounds, unchecked (the density
 //        arguments are ignored);
