@@ -191,15 +191,11 @@ template <int D, int BS, int kPoly>
 cudaError_t launch_score_poly(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4, kPoly>(p, nullptr); }
 // The block-128 ping-pong as the op runs it at D 128; kDiag 4 writes each CTA's timeline into
 // p.scores (LAB_TRACE=1, rows "sm90 trace" / "sm90 trace ds"); kTmaStore false: out stored from
-// the accumulators instead of through shared memory and TMA (rows "sm90 ds", "sm90 trace ds").
-template <int D, int BS, int kDiag, bool kTmaStore>
+// the accumulators instead of through shared memory and TMA (rows "sm90 ds", "sm90 trace ds");
+// kQRegs: Q in registers for Q K^T (wgmma RS, Q read from shared memory once; row "sm90 qr").
+template <int D, int BS, int kDiag, bool kTmaStore, bool kQRegs = false>
 cudaError_t launch_sm90_pingpong(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore>(p, nullptr);
-}
-// The same with Q in registers (wgmma RS for Q K^T, Q read from shared memory once; row "sm90 qr").
-template <int D, int BS>
-cudaError_t launch_sm90_qregs(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 2, true, true>(p, nullptr);
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore, kQRegs>(p, nullptr);
 }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
@@ -347,7 +343,7 @@ void kernels(Launch (&k)[29]) {
   if constexpr (BS == 128) {
     k[24] = launch_sm90_pingpong<D, BS, 4, true>, k[25] = launch_sm90_pingpong<D, BS, 0, false>;
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
-    k[28] = launch_sm90_qregs<D, BS>;
+    k[28] = launch_sm90_pingpong<D, BS, 0, true, true>;
   }
   k[27] = launch_search_tma<D, BS>;
 }
