@@ -11,9 +11,8 @@ Usage:
 Effective TF/s counts only the work asked for: 4 * sum over query rows of (kept key tokens) * D.
 Ratios are measured in the same process on the same card. The card runs at its power limit here
 (H100: ~700 W throughout, SM clock 1.5-1.85 GHz), so each kernel is timed in its own steady state:
->= 300 ms of calls before, >= 600 ms timed, in samples of >= 10 ms of calls queued back to back
-(as a model issues them; --sync-each-call: one call per sample); FA2 dense is timed before and
-after a shape's sparse points and vs_fa2 uses the mean.
+>= 300 ms of calls before, >= 600 ms timed; FA2 dense is timed before and after a shape's sparse
+points and vs_fa2 uses the mean.
 """
 from __future__ import annotations
 
@@ -32,19 +31,13 @@ from adaspa_ext import baselines, ops  # noqa: E402
 from adaspa_ext.presets import KERNEL_BENCH_SHAPES  # noqa: E402
 
 
-# A timed sample is >= SAMPLE_MS of calls queued back to back (--sync-each-call: one call per
-# sample, the host's issue time of each call then counts: ~1-2 % of a 2 ms call).
-SAMPLE_MS = 10.0
-
-
 def adaptive_time(fn, warm_ms=300.0, budget_ms=600.0):
-    """Median ms per call after the card settled on fn: the power limit sets the clock, and one
-    warm-up call after a different kernel leaves single timings up to ~10 % off."""
-    t0 = max(common.time_ms(fn, warmup=1, reps=1), 1e-3)
-    warm = int(max(1, min(300, warm_ms / t0)))
-    calls = int(max(1, min(32, math.ceil(SAMPLE_MS / t0))))
-    reps = int(max(3, min(300, budget_ms / (t0 * calls))))
-    return common.time_ms(fn, warmup=warm, reps=reps, calls=calls)
+    """Median ms after the card settled on fn: the power limit sets the clock, and one warm-up
+    call after a different kernel leaves single timings up to ~10 % off."""
+    t0 = common.time_ms(fn, warmup=1, reps=1)
+    warm = int(max(1, min(300, warm_ms / max(t0, 1e-3))))
+    reps = int(max(3, min(300, budget_ms / max(t0, 1e-3))))
+    return common.time_ms(fn, warmup=warm, reps=reps)
 
 
 def random_block_index(b, h, mq, mk, n, device):
@@ -132,18 +125,11 @@ def main():
     ap.add_argument("--blocks", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--path", nargs="+", default=list(ops.KERNEL_PATHS), choices=ops.KERNEL_PATHS)
     ap.add_argument("--no-flex", action="store_true")
-    ap.add_argument("--sync-each-call", action="store_true",
-                    help="time one call per pair of CUDA events (the method before 2026-12-03)")
     ap.add_argument("--csv")
     args = ap.parse_args()
-    global SAMPLE_MS
-    if args.sync_each_call:
-        SAMPLE_MS = 0.0
     torch.manual_seed(0)
     dev = "cuda"
-    print(common.header("bench_kernels: sparse_attn / attn_search / block_scores / select_blocks",
-                       "bf16, random q/k/v, " + ("one call per timed sample" if args.sync_each_call
-                                                 else f"samples of >= {SAMPLE_MS:g} ms of back-to-back calls")))
+    print(common.header("bench_kernels: sparse_attn / attn_search / block_scores / select_blocks", "bf16, random q/k/v"))
     rows, srows = [], []
     for name, b, h, d, n in KERNEL_BENCH_SHAPES:
         if name not in args.shapes:

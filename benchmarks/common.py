@@ -31,11 +31,8 @@ def header(title: str, extra: str = "") -> str:
     return "\n".join(lines)
 
 
-def time_ms(fn, warmup: int = 2, reps: int = 10, calls: int = 1) -> float:
-    """Median milliseconds of fn() over reps, timed with CUDA events (host clock on CPU). With
-    calls > 1 a sample is that many calls queued back to back between its two events (the time
-    per call as a model's stream of launches sees it: the host's time to issue a call is hidden
-    behind the previous one instead of being added to it)."""
+def time_ms(fn, warmup: int = 2, reps: int = 10) -> float:
+    """Median milliseconds of fn() over reps, timed with CUDA events (host clock on CPU)."""
     if torch.cuda.is_available():
         for _ in range(warmup):
             fn()
@@ -44,11 +41,10 @@ def time_ms(fn, warmup: int = 2, reps: int = 10, calls: int = 1) -> float:
         for _ in range(reps):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
-            for _ in range(calls):
-                fn()
+            fn()
             b.record()
             b.synchronize()
-            times.append(a.elapsed_time(b) / calls)
+            times.append(a.elapsed_time(b))
         return statistics.median(times)
     import time
     for _ in range(warmup):
