@@ -11,7 +11,8 @@
 //        dense + score kernels "sm90 2p", the one pass with the early softmax "sm90 es") and
 //        block_scores; at block 128 the sparse kernel with the early softmax, row "sm90 es";
 //        the sparse kernel with lazy rescaling of O and without the early softmax, row "sm90 lr";
-//        at D 128 the op runs the early softmax, so there "sm90 es" repeats "sm90"; the op's
+//        at D 128 the op runs the early softmax with Q in registers for Q K^T, so there "sm90 es"
+//        is the op's kernel with Q read from shared memory (the op before session 22); the op's
 //        block-128 kernel with a three-stage K / V ring, row "sm90 s3"; at D 64 block 64 the wide
 //        kernel at two CTAs per SM is row "sm90w" and the 64-wide kernel the op ran before, row
 //        "sm90 64w"; block_scores with one CTA of two warpgroups per SM, row "sm90 1c"; with two
@@ -24,7 +25,7 @@
 //        timeline, summed (row "sm90 trace" and a "trace" line; "sm90 trace ds" with out stored
 //        from the accumulators); at block 128 the ping-pong with out stored from the
 //        accumulators instead of through shared memory and TMA, row "sm90 ds" (the op's kernel
-//        at D 128 but for that); and with Q in registers for Q K^T, row "sm90 qr";
+//        at D 128 but for that);
 //        LAB_SEARCH_AB=1: only attn_search, the op's (out stored from the accumulators) against
 //        out through shared memory and TMA, three interleaved rounds, unchecked (the density
 //        arguments are ignored);
@@ -189,21 +190,21 @@ cudaError_t launch_score_2c(const AttnParams& p) { return sm90::run_score<Elem, 
 // (exp2_poly; rows "4p1", "4p2").
 template <int D, int BS, int kPoly>
 cudaError_t launch_score_poly(const AttnParams& p) { return sm90::run_score<Elem, D, BS, 0, 1, 4, kPoly>(p, nullptr); }
-// The block-128 ping-pong as the op runs it at D 128; kDiag 4 writes each CTA's timeline into
-// p.scores (LAB_TRACE=1, rows "sm90 trace" / "sm90 trace ds"); kTmaStore false: out stored from
-// the accumulators instead of through shared memory and TMA (rows "sm90 ds", "sm90 trace ds");
-// kQRegs: Q in registers for Q K^T (wgmma RS, Q read from shared memory once; row "sm90 qr").
-template <int D, int BS, int kDiag, bool kTmaStore, bool kQRegs = false>
+// The block-128 ping-pong as the op runs it at D 128 (Q in registers for Q K^T); kDiag 4 writes
+// each CTA's timeline into p.scores (LAB_TRACE=1, rows "sm90 trace" / "sm90 trace ds"); kTmaStore
+// false: out stored from the accumulators instead of through shared memory and TMA (rows
+// "sm90 ds", "sm90 trace ds").
+template <int D, int BS, int kDiag, bool kTmaStore>
 cudaError_t launch_sm90_pingpong(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore, kQRegs>(p, nullptr);
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, kDiag, 2, kTmaStore, D == 128>(p, nullptr);
 }
 
-// The block-128 kernel as the op runs it (lazy; the early softmax at D 128) with a K / V ring of
-// three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
+// The block-128 kernel as the op runs it (lazy; the early softmax and Q in registers at D 128) with
+// a K / V ring of three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
 // resident CTA (four per SM at D 64, two of the wide kernel at D 128), a confound.
 template <int D, int BS>
 cudaError_t launch_sm90_s3(const AttnParams& p) {
-  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3>(p, nullptr);
+  return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3, true, D == 128>(p, nullptr);
 }
 
 // Block 64 with 128-wide key tiles of two listed blocks (flash_kernel_sm90_wide.h).
@@ -322,7 +323,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[29]) {
+void kernels(Launch (&k)[28]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -343,7 +344,6 @@ void kernels(Launch (&k)[29]) {
   if constexpr (BS == 128) {
     k[24] = launch_sm90_pingpong<D, BS, 4, true>, k[25] = launch_sm90_pingpong<D, BS, 0, false>;
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
-    k[28] = launch_sm90_pingpong<D, BS, 0, true, true>;
   }
   k[27] = launch_search_tma<D, BS>;
 }
@@ -387,7 +387,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[29] = {};
+  Launch k[28] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -521,7 +521,6 @@ int main(int argc, char** argv) {
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
-      if (k[28]) variant("sm90 qr", k[28]);  // block 128: Q in registers
       if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
         for (Launch fn : {k[24], k[26]}) {
           variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);

@@ -72,7 +72,8 @@ __device__ __forceinline__ void trace_stamp(const AttnParams& p, int word) {
 // stored from the accumulators directly (attn_search's pass, run_flash_search says why; the lab's
 // comparison, row "sm90 ds").
 // kQRegs: Q K^T with Q in registers (wgmma RS, Q read from shared memory once by ldmatrix)
-// instead of both operands in shared memory (SS); false in every op (the lab's row "sm90 qr").
+// instead of both operands in shared memory (SS); the D 128 block-128 sparse op (launch_sm90.h;
+// the lab's row "sm90 es" is that kernel without it).
 template <typename Element_, int kHeadDim_, int kBlockSize_, bool kDense_ = false, bool kLazyRescale_ = false,
           int kScoreBlock_ = 0, bool kEarlySoftmax_ = false, int kDiag_ = 0, int kStages_ = 2, bool kTmaStore_ = true,
           bool kQRegs_ = false>
