@@ -200,8 +200,9 @@ cudaError_t launch_sm90_pingpong(const AttnParams& p) {
 }
 
 // The block-128 kernel as the op runs it (lazy; the early softmax and Q in registers at D 128) with
-// a K / V ring of three stages instead of two (row "sm90 s3"). Not at block 64: there a third stage would cost a
-// resident CTA (four per SM at D 64, two of the wide kernel at D 128), a confound.
+// a K / V ring of three stages instead of two (row "sm90 s3"). Not at block 64: there a third
+// stage would cost a resident CTA (four per SM at D 64, two of the wide kernel at D 128), a
+// confound.
 template <int D, int BS>
 cudaError_t launch_sm90_s3(const AttnParams& p) {
   return sm90::run_flash<Elem, D, BS, false, true, D == 128, 0, 3, true, D == 128>(p, nullptr);

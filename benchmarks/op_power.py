@@ -37,9 +37,9 @@ def sustained(fn, seconds):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
-    with tempfile.NamedTemporaryFile("r", suffix=".csv") as f:
+    with tempfile.NamedTemporaryFile("r", suffix=".csv") as f, open(f.name, "w") as log:
         smi = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw,clocks_event_reasons.active",
-                                "--format=csv,noheader,nounits", "-lms", "50"], stdout=open(f.name, "w"))
+                                "--format=csv,noheader,nounits", "-lms", "50"], stdout=log)
         t, calls = time.time(), 0
         while time.time() - t < seconds:
             for _ in range(10):
