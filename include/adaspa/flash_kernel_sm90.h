@@ -607,10 +607,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       auto copy_q = make_tiled_copy_A(Copy_Atom<SM75_U32x4_LDSM_N, Element>{}, mma_qk);
       auto thr_copy_q = copy_q.get_thread_slice(tid);
       copy(copy_q, thr_copy_q.partition_S(sQ), thr_copy_q.retile_D(tSrQ));
-      // The epilogue writes out into these rows of the Q tile (kTmaStore); a list with no entry
-      // reaches it without any other barrier of the warpgroup, so every thread's Q reads end
-      // here (compute-sanitizer racecheck found the write-after-read hazard).
-      cutlass::arch::NamedBarrier::sync(128, 4 + tid / 128);
+      // kTmaStore: the epilogue writes out into these rows of the Q tile, and a list with no
+      // entry reaches it without any other barrier of the warpgroup, so every thread's Q reads
+      // end here (compute-sanitizer racecheck found the write-after-read hazard).
+      if constexpr (T::kTmaStore) cutlass::arch::NamedBarrier::sync(128, 4 + tid / 128);
     }
     if constexpr (T::kDiag == 4) if (tid == 0) trace_stamp(p, kTraceQ);
     if constexpr (T::kSearch) search_ws = p.search_ws + int64_t(ss.search.slot) * kBlockM * p.mk;
