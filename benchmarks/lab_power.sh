@@ -17,29 +17,24 @@ OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 export LAB_HOPPER=1 LAB_GAUSS=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv,noheader
-sample() {  # sample PHASE: start sampling into $OUT/smi_PHASE.txt, print the sampler's pid
-  nvidia-smi --query-gpu=clocks.sm,power.draw,clocks_event_reasons.active --format=csv,noheader,nounits \
-    -lms 50 > "$OUT/smi_$1.txt" & echo $!
+here=$(dirname "$0")
+sample() {  # sample PHASE: start sampling into $OUT/smi_PHASE.txt (benchmarks/smi.py), print the sampler's pid
+  python3 "$here/smi.py" sample > "$OUT/smi_$1.txt" & echo $!
 }
 rows() { grep -E "  sm90" "$1" | sed -E 's/.*density=([0-9.]+).*  (sm90([a-z0-9 ]*[a-z0-9])?) +([0-9.]+) ms +([0-9.]+) TF.*/\1  \2  \4 ms  \5 TF\/s/'; }
 if python3 -c "import torch" 2>/dev/null; then
-  pid=$(sample cudnn)
-  python3 - "$h" "$n" "$d" <<'PY' | tee "$OUT/cudnn.txt"
-import sys, time, torch
+  python3 - "$h" "$n" "$d" "$here" "$OUT/smi_cudnn.txt" <<'PY' | tee "$OUT/cudnn.txt"
+import sys, torch
 from torch.nn.attention import sdpa_kernel, SDPBackend
-h, n, d = map(int, sys.argv[1:])
+h, n, d = map(int, sys.argv[1:4])
+sys.path.insert(0, sys.argv[4])
+import smi
 q, k, v = [torch.randn(1, h, n, d, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
 with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-    f = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    for _ in range(3): f()
-    torch.cuda.synchronize(); t = time.time(); calls = 0
-    while time.time() - t < 4:
-        for _ in range(10): f()
-        torch.cuda.synchronize(); calls += 10
-    dt = (time.time() - t) / calls
-print(f"cudnn dense {dt * 1e3:.3f} ms/call, {4 * h * n * n * d / dt / 1e12:.0f} TF/s (4 s sustained)")
+    ms, _ = smi.sustained(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v), 4, sys.argv[5])
+print(f"cudnn dense {ms:.3f} ms/call, {4 * h * n * n * d / ms / 1e9:.0f} TF/s (4 s sustained)")
 PY
-  kill "$pid"; sleep 2
+  sleep 2
 fi
 pid=$(sample burst); timeout 120 "$bin" "$d" "$bs" "$n" "$h" 10 "$dens" > "$OUT/burst.txt" 2>&1; kill "$pid"
 echo "burst (10 launches a row)"; rows "$OUT/burst.txt"
@@ -48,14 +43,5 @@ pid=$(sample sustained); timeout 500 "$bin" "$d" "$bs" "$n" "$h" "$iters" "$dens
 echo "sustained ($iters launches a row)"; rows "$OUT/sustained.txt"
 for phase in cudnn burst sustained; do
   [ -s "$OUT/smi_$phase.txt" ] || continue
-  python3 - "$OUT/smi_$phase.txt" "$phase" <<'PY'
-import sys
-rows = [[x.strip() for x in line.split(",")] for line in open(sys.argv[1]) if line.count(",") == 2]
-busy = [r for r in rows if r[1] not in ("[N/A]", "") and float(r[1]) > 200] or rows
-clock = sorted(float(r[0]) for r in busy)
-power = sorted(float(r[1]) for r in busy)
-print(f"{sys.argv[2]}: {len(busy)} samples over 200 W; SM clock MHz min / median / max "
-      f"{clock[0]:.0f} / {clock[len(clock) // 2]:.0f} / {clock[-1]:.0f}; power W median {power[len(power) // 2]:.0f} "
-      f"max {power[-1]:.0f}; throttle reasons {sorted(set(r[2] for r in busy))}")
-PY
+  python3 "$here/smi.py" summary "$OUT/smi_$phase.txt" "$phase"
 done

@@ -15,48 +15,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import common  # noqa: E402
+import smi  # noqa: E402
 from bench_kernels import effective_flops, random_block_index  # noqa: E402
 
 import adaspa_ext as A  # noqa: E402
 from adaspa_ext import baselines  # noqa: E402
 from adaspa_ext.presets import KERNEL_BENCH_SHAPES  # noqa: E402
-
-
-def sustained(fn, seconds):
-    """(ms per call, samples [(MHz, W, reasons)]) of fn called back to back for `seconds`."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    with tempfile.NamedTemporaryFile("r", suffix=".csv") as f, open(f.name, "w") as log:
-        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw,clocks_event_reasons.active",
-                                "--format=csv,noheader,nounits", "-lms", "50"], stdout=log)
-        t, calls = time.time(), 0
-        while time.time() - t < seconds:
-            for _ in range(10):
-                fn()
-            torch.cuda.synchronize()
-            calls += 10
-        dt = (time.time() - t) / calls
-        smi.terminate()
-        smi.wait()
-        rows = [[x.strip() for x in line.split(",")] for line in open(f.name) if line.count(",") == 2]
-    samples = []
-    for r in rows:
-        try:
-            samples.append((float(r[0]), float(r[1]), r[2]))
-        except ValueError:
-            continue
-    return dt * 1e3, samples
 
 
 def main():
@@ -90,10 +61,9 @@ def main():
         rows.append(("block_scores bs128", lambda: A.block_scores(q, k, lse, 128), 2.0 * b * h * n * n * d))
         rows.append(("cudnn dense (again)", rows[0][1], rows[0][2]))
         for label, fn, flops in rows:
-            ms, samples = sustained(fn, args.seconds)
-            busy = [s for s in samples if s[1] > 200] or samples
-            mhz = statistics.median(s[0] for s in busy) if busy else float("nan")
-            watts = statistics.median(s[1] for s in busy) if busy else float("nan")
+            ms, samples = smi.sustained(fn, args.seconds)
+            busy = smi.busy(samples)
+            mhz, watts = smi.median(s[0] for s in busy), smi.median(s[1] for s in busy)
             tfs = flops / ms / 1e9
             reasons = ",".join(sorted({s[2] for s in busy}))
             print(f"{name:>13} {label:>22} {ms:8.3f} {tfs:6.0f} {mhz:5.0f} {watts:4.0f} "
