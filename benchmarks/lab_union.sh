@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The block-64 union kernel (flash_kernel_sm90_union.h, kernel_lab row "sm90 un") on the device:
 # checks (odd lengths, an odd count of query blocks, Nq != Nk with messy idx rows, lists that
-# share entries), racecheck and synccheck on a small shape, then burst timings against the op's
-# wide kernel (row "sm90w") for random lists and lists that keep a share of the neighbouring query
-# block's list (LAB_SHARE), then sustained timings with clock and power (lab_power.sh).
+# share entries), burst timings against the op's wide kernel (row "sm90w") for random lists and
+# lists that keep a share of the neighbouring query block's list (LAB_SHARE), sustained timings
+# with clock and power (lab_power.sh), then racecheck and synccheck on a small shape.
 # Usage (device): bash benchmarks/lab_union.sh BIN [SHARES="0 0.5 0.9"] [POWER_SHARES="0 0.8"]
 set -uo pipefail
 bin=$1; shares=${2:-0 0.5 0.9}; power_shares=${3:-0 0.8}
@@ -29,13 +29,6 @@ done
 grep -E "sm90 un" "$OUT/union_check.txt" | awk '{for (i = 1; i <= NF; ++i) if ($i == "max_abs_err") print $(i + 1)}' \
   | sort -g | tail -1 | sed 's/^/largest max_abs_err of the union row: /'
 echo "checks done (fail=$fail)"
-san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
-if [ -n "$san" ]; then
-  for tool in racecheck synccheck; do
-    LAB_SHARE=0.7 timeout 240 "$san" --tool "$tool" "$bin" 128 64 1000 2 1 0.3 > "$OUT/union_$tool.txt" 2>&1
-    echo "$tool rc $?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/union_$tool.txt" | tr '\n' ' ')"
-  done
-fi
 rows() { grep -E "  sm90w |  sm90 un " "$1" | sed -E 's/.*density=([0-9.]+).*  (sm90w|sm90 un) +([0-9.]+) ms +([0-9.]+) TF.*\(([0-9.]+)x the op.*/\1  \2  \3 ms  \4 TF\/s  \5x/; s/.*density=([0-9.]+).*  (sm90w|sm90 un) +([0-9.]+) ms +([0-9.]+) TF.*/\1  \2  \3 ms  \4 TF\/s/'; }
 for d in 128 64; do
   h=$((d == 128 ? 24 : 48))
@@ -49,4 +42,11 @@ for sh in $power_shares; do
   echo "sustained, D 128, density 0.1, share $sh"
   LAB_SHARE=$sh OUT="$OUT/power_share$sh" bash "$here/lab_power.sh" "$bin" 128 64 32768 24 0.1 2>&1 | tail -12
 done
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+if [ -n "$san" ]; then
+  for tool in racecheck synccheck; do
+    LAB_SHARE=0.7 timeout 150 "$san" --tool "$tool" "$bin" 128 64 1000 2 1 0.3 > "$OUT/union_$tool.txt" 2>&1
+    echo "$tool rc $?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/union_$tool.txt" | tr '\n' ' ')"
+  done
+fi
 exit $fail
