@@ -33,7 +33,8 @@
 //        against their base "d0", which is checked);
 //        needs a 90a build)
 //        (LAB_SHARE=f: odd query blocks keep a share f of the even neighbour's list; at block 64
-//        the row "sm90 un" runs two query blocks per CTA that load the union of their lists once)
+//        the row "sm90 un" runs two query blocks per CTA that load the union of their lists once;
+//        at D 128 block 64 row "sm90 wk2" is the op's kernel with two K stages beside one V stage)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -227,6 +228,12 @@ cudaError_t launch_sm90_w128(const AttnParams& p) {
 template <int D>
 cudaError_t launch_sm90_union(const AttnParams& p) { return sm90::run_flash_sparse_union<Elem, D, 64>(p, nullptr); }
 
+// The op's block-64 kernel at D 128 (wide, lazy, two CTAs per SM) with two K stages beside its one
+// V stage (112 KB a CTA; row "sm90 wk2").
+cudaError_t launch_sm90_wide_k2(const AttnParams& p) {
+  return sm90::run_flash_sparse_wide<Elem, 128, 64, true, 2, 2>(p, nullptr);
+}
+
 using Launch = cudaError_t (*)(const AttnParams&);
 
 float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEvent_t b) {
@@ -332,7 +339,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[29]) {
+void kernels(Launch (&k)[30]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -356,6 +363,7 @@ void kernels(Launch (&k)[29]) {
   }
   k[27] = launch_search_tma<D, BS>;
   if constexpr (BS == 64) k[28] = launch_sm90_union<D>;
+  if constexpr (BS == 64 && D == 128) k[29] = launch_sm90_wide_k2;
 }
 
 // LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
@@ -397,7 +405,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[29] = {};
+  Launch k[30] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -467,13 +475,15 @@ int main(int argc, char** argv) {
   for (int arg = 6; arg < argc; ++arg) {
     const double density = std::atof(argv[arg]);
     const int keep = std::max(1, int(std::lround(density * MK)));
-    std::vector<int32_t> hidx(int64_t(H) * M * keep);
+    std::vector<int32_t> hidx(int64_t(H) * M * keep), clean;
     for (int64_t r = 0; r < int64_t(H) * M; ++r) {  // keep distinct random blocks per row, ascending
       for (int i = 0; i < MK; ++i) perm[i] = i;
       for (int i = 0; i < keep; ++i) std::swap(perm[i], perm[i + rng() % (MK - i)]);
-      if (share > 0 && r % M % 2 == 1) {  // LAB_SHARE: keep a share of the neighbouring query block's list
+      // LAB_SHARE: keep a share of the neighbouring query block's list (its entries before
+      // LAB_MESSY altered them; nothing to swap in when a list holds every block)
+      if (share > 0 && r % M % 2 == 1 && keep < MK) {
         std::vector<char> in(MK, 0);
-        const int32_t* prev = hidx.data() + (r - 1) * keep;
+        const int32_t* prev = clean.data();
         for (int i = 0; i < keep; ++i) in[prev[i]] = 1;
         for (int i = 0; i < keep; ++i) perm[i] = prev[i];
         for (int i = 0; i < keep; ++i) {
@@ -485,6 +495,7 @@ int main(int argc, char** argv) {
       }
       std::sort(perm.begin(), perm.begin() + keep);
       std::copy(perm.begin(), perm.begin() + keep, hidx.begin() + r * keep);
+      clean.assign(perm.begin(), perm.begin() + keep);
       if (messy) {  // every 7th row empty (all -1); elsewhere some -1, duplicates, out-of-range entries
         int32_t* e = hidx.data() + r * keep;
         for (int j = 0; j < keep; ++j) {
@@ -548,6 +559,7 @@ int main(int argc, char** argv) {
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
       if (k[28]) variant("sm90 un", k[28]);  // block 64: two query blocks per CTA, the union of their lists
+      if (k[29]) variant("sm90 wk2", k[29]);  // D 128 block 64: the op's kernel with two K stages
       if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
         for (Launch fn : {k[24], k[26]}) {
           variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);

@@ -4,7 +4,9 @@
 # share entries), burst timings against the op's wide kernel (row "sm90w") for random lists and
 # lists that keep a share of the neighbouring query block's list (LAB_SHARE), sustained timings
 # with clock and power (lab_power.sh), then racecheck and synccheck on a small shape.
+# The same runs time the lab's other block-64 rows (the op's kernel "sm90", "sm90 wk2").
 # Usage (device): bash benchmarks/lab_union.sh BIN [SHARES="0 0.5 0.9"] [POWER_SHARES="0 0.8"]
+#   (TIMED_DS: head dims of the burst timings, default "128 64"; POWER_DENSITIES, default 0.1)
 set -uo pipefail
 bin=$1; shares=${2:-0 0.5 0.9}; power_shares=${3:-0 0.8}
 OUT=${OUT:-$PWD/out}
@@ -29,18 +31,20 @@ done
 grep -E "sm90 un" "$OUT/union_check.txt" | awk '{for (i = 1; i <= NF; ++i) if ($i == "max_abs_err") print $(i + 1)}' \
   | sort -g | tail -1 | sed 's/^/largest max_abs_err of the union row: /'
 echo "checks done (fail=$fail)"
-rows() { grep -E "  sm90w |  sm90 un " "$1" | sed -E 's/.*density=([0-9.]+).*  (sm90w|sm90 un) +([0-9.]+) ms +([0-9.]+) TF.*\(([0-9.]+)x the op.*/\1  \2  \3 ms  \4 TF\/s  \5x/; s/.*density=([0-9.]+).*  (sm90w|sm90 un) +([0-9.]+) ms +([0-9.]+) TF.*/\1  \2  \3 ms  \4 TF\/s/'; }
-for d in 128 64; do
+rows() { grep -E "  sm90(w| un| wk2)? " "$1" | sed -E 's/.*density=([0-9.]+).*  (sm90([a-z0-9 ]*[a-z0-9])?) +([0-9.]+) ms +([0-9.]+) TF.*/\1  \2  \4 ms  \5 TF\/s/'; }
+for d in ${TIMED_DS:-128 64}; do
   h=$((d == 128 ? 24 : 48))
   for sh in $shares; do
     LAB_SHARE=$sh timeout 120 "$bin" $d 64 32768 $h 10 0.1 0.2 0.5 > "$OUT/union_d${d}_share$sh.txt" 2>&1
-    echo "D $d, share $sh (burst, 10 launches; the union row's ratio is to the wide kernel)"
+    echo "D $d, share $sh (burst, 10 launches; sm90: the op's kernel)"
     rows "$OUT/union_d${d}_share$sh.txt"
   done
 done
 for sh in $power_shares; do
-  echo "sustained, D 128, density 0.1, share $sh"
-  LAB_SHARE=$sh OUT="$OUT/power_share$sh" bash "$here/lab_power.sh" "$bin" 128 64 32768 24 0.1 2>&1 | tail -12
+  for dens in ${POWER_DENSITIES:-0.1}; do
+    echo "sustained, D 128, density $dens, share $sh"
+    LAB_SHARE=$sh OUT="$OUT/power_share${sh}_$dens" bash "$here/lab_power.sh" "$bin" 128 64 32768 24 $dens 2>&1 | tail -14
+  done
 done
 san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$san" ]; then
