@@ -32,9 +32,8 @@
 //        LAB_DIAG=1: leave-one-out timings (rows "d1" / "d2" / "d3", wrong results, not checked,
 //        against their base "d0", which is checked);
 //        needs a 90a build)
-//        (LAB_SHARE=f: odd query blocks keep a share f of the even neighbour's list; at block 64
-//        the row "sm90 un" runs two query blocks per CTA that load the union of their lists once;
-//        at D 128 block 64 row "sm90 wk2" is the op's kernel with two K stages beside one V stage)
+//        (LAB_SHARE=f: odd query blocks keep a share f of the even neighbour's list, like the
+//        overlapping lists of neighbouring query blocks in AdaSpa's searches)
 //        (LAB_NK=n: n key tokens instead of N (Nq != Nk); LAB_MESSY=1: idx rows with -1 padding,
 //        duplicates, out-of-range entries and empty rows, checked under the block_list.h rule)
 //        kernel_lab l2 <buffer MiB>   (L2 -> SM read bandwidth: random 16 KB tiles by cp.async)
@@ -50,7 +49,6 @@
 
 #include "adaspa/launch_sm80.h"
 #include "adaspa/block_list.h"
-#include "adaspa/flash_kernel_sm90_union.h"
 #include "adaspa/flash_kernel_sm90_wide.h"
 #include "adaspa/launch_sm90.h"
 
@@ -223,17 +221,6 @@ cudaError_t launch_sm90_w128(const AttnParams& p) {
   return sm90::run_flash_sparse_wide<Elem, D, 128, true, D == 64 ? 3 : 2>(p, nullptr);
 }
 
-// Block 64, two query blocks per CTA loading the union of their lists once
-// (flash_kernel_sm90_union.h; row "sm90 un").
-template <int D>
-cudaError_t launch_sm90_union(const AttnParams& p) { return sm90::run_flash_sparse_union<Elem, D, 64>(p, nullptr); }
-
-// The op's block-64 kernel at D 128 (wide, lazy, two CTAs per SM) with two K stages beside its one
-// V stage (112 KB a CTA; row "sm90 wk2").
-cudaError_t launch_sm90_wide_k2(const AttnParams& p) {
-  return sm90::run_flash_sparse_wide<Elem, 128, 64, true, 2, 2>(p, nullptr);
-}
-
 using Launch = cudaError_t (*)(const AttnParams&);
 
 float time_ms(Launch fn, const AttnParams& p, int iters, cudaEvent_t a, cudaEvent_t b) {
@@ -339,7 +326,7 @@ void print_occupancy() {
 }
 
 template <int D, int BS>
-void kernels(Launch (&k)[30]) {
+void kernels(Launch (&k)[28]) {
   k[0] = launch<D, BS, Kernel::kFlashSparse>, k[1] = launch_search<D, BS>, k[2] = launch<D, BS, Kernel::kScore>;
   k[3] = launch_sm90<D, BS>;
   if constexpr (BS == 64) if (!std::getenv("LAB_NOWIDE")) k[4] = launch_sm90_wide<D>;
@@ -362,8 +349,6 @@ void kernels(Launch (&k)[30]) {
     k[26] = launch_sm90_pingpong<D, BS, 4, false>;
   }
   k[27] = launch_search_tma<D, BS>;
-  if constexpr (BS == 64) k[28] = launch_sm90_union<D>;
-  if constexpr (BS == 64 && D == 128) k[29] = launch_sm90_wide_k2;
 }
 
 // LAB_TRACE=1: a CTA's timeline (kDiag 4, clock64 of its SM) summed over the grid: mean cycles
@@ -405,7 +390,7 @@ int main(int argc, char** argv) {
   if (argc < 7) { std::fprintf(stderr, "usage: %s D BS N H iters density...\n", argv[0]); return 2; }
   const int D = std::atoi(argv[1]), BS = std::atoi(argv[2]), N = std::atoi(argv[3]), H = std::atoi(argv[4]);
   const int iters = std::atoi(argv[5]);
-  Launch k[30] = {};
+  Launch k[28] = {};
   if (D == 128 && BS == 64) kernels<128, 64>(k);
   if (D == 128 && BS == 128) kernels<128, 128>(k);
   if (D == 64 && BS == 64) kernels<64, 64>(k);
@@ -468,9 +453,8 @@ int main(int argc, char** argv) {
   int status = 0;
   std::mt19937 rng(0);
   std::vector<int32_t> perm(MK);
-  // LAB_SHARE=f: odd query blocks keep each entry of the even neighbour's list with probability f
-  // (the rest replaced by random blocks), like the overlapping lists of neighbouring query blocks
-  // in AdaSpa's searches; unset: every row random, as bench_kernels.py.
+  // LAB_SHARE=f: each entry of the even neighbour's list kept with probability f, the rest replaced
+  // by random blocks; unset: every row random, as bench_kernels.py.
   const double share = std::getenv("LAB_SHARE") ? std::atof(std::getenv("LAB_SHARE")) : 0.0;
   for (int arg = 6; arg < argc; ++arg) {
     const double density = std::atof(argv[arg]);
@@ -558,8 +542,6 @@ int main(int argc, char** argv) {
       if (k[22]) variant("sm90 64w", k[22]);  // D 64 block 64: the 64-wide kernel at four CTAs per SM
       if (k[23]) variant("sm90 w128c", k[23]);  // block 128: 64-row halves on the wide kernel, clusters
       if (k[25]) variant("sm90 ds", k[25]);  // block 128: out stored from the accumulators
-      if (k[28]) variant("sm90 un", k[28]);  // block 64: two query blocks per CTA, the union of their lists
-      if (k[29]) variant("sm90 wk2", k[29]);  // D 128 block 64: the op's kernel with two K stages
       if (k[24] && std::getenv("LAB_TRACE")) {  // the block-128 ping-pong, with its timeline
         for (Launch fn : {k[24], k[26]}) {
           variant(fn == k[24] ? "sm90 trace" : "sm90 trace ds", fn);

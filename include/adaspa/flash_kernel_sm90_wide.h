@@ -80,10 +80,7 @@ namespace adaspa::sm90 {
 // 128: a key tile is one listed block, a CTA one 64-row half of a query block (CTAs 2i and 2i + 1
 // walk the same idx row; half_cta_tile), the two a cluster (kCluster): each loads one 64-row half
 // of every K / V tile and multicasts it to both, so L2 serves each tile once per query block.
-// kKStages: depth of the K ring when it differs from the V ring's (0: the same, kStages; the lab's
-// row "sm90 wk2": two K stages beside one V stage at D 128, 112 KB, still two CTAs per SM).
-template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64,
-          int kKStages_ = 0>
+template <typename Element_, int kHeadDim_, bool kLazyRescale_ = false, int kMinCtasPerSm_ = 2, int kListBlock_ = 64>
 struct FlashWideTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -106,7 +103,6 @@ struct FlashWideTraits {
   // three (72 KB, 128 registers when bounded to three: ptxas then spills 16 bytes, stored before
   // the main loop and loaded after it, SASS checked; unbounded it takes 129 and two fit).
   static constexpr int kStages = kHeadDim == 128 ? 1 : 2;
-  static constexpr int kKStages = kKStages_ ? kKStages_ : kStages;
   static constexpr int kMinCtasPerSm = kMinCtasPerSm_;
 
   using TiledMmaQK = decltype(make_tiled_mma(
@@ -117,7 +113,6 @@ struct FlashWideTraits {
 
   using SmemLayoutQ = typename Base::SmemLayoutQ;
   using SmemLayoutKV = decltype(tile_to_shape(typename Base::SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
-  using SmemLayoutK = decltype(tile_to_shape(typename Base::SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kKStages>>{}));
   using SmemLayoutVt = decltype(composition(
       SmemLayoutKV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{})));
   // A stage cut into its two listed blocks: (64, head dim, half, 1, stage). At D 128 a half is two
@@ -143,16 +138,12 @@ struct FlashWideTraits {
 
   struct SharedStorage {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
-    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutKV>> v;
     uint64_t bar_q;
-    uint64_t full_k[kKStages], full_v[kStages], empty_k[kKStages], empty_v[kStages];
+    uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
   };
-  // Dynamic shared memory is only guaranteed 16-byte aligned: 1 KB more to align the tiles. With a
-  // separate K depth (lab) two D 128 CTAs fit only without it; the kernel then relies on the
-  // struct's tail padding (the barriers' 1 KB block) and traps if the base's misalignment exceeds it.
-  static constexpr bool kNoSlack = kKStages_ != 0;
-  static constexpr int kSmemBytes = sizeof(SharedStorage) + (kNoSlack ? 0 : 1024);
+  static constexpr int kSmemBytes = sizeof(SharedStorage) + 1024;
   // 228 KB per SM, 1 KB of it reserved per CTA.
   static_assert(kMinCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory for the CTAs per SM");
 };
@@ -164,16 +155,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   using Element = typename T::Element;
   using SharedStorage = typename T::SharedStorage;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kHeadDim = T::kHeadDim, kStages = T::kStages;
-  constexpr int kKStages = T::kKStages;
   using cutlass::arch::ClusterBarrier;
   using cutlass::arch::ClusterTransactionBarrier;
 
   extern __shared__ char smem_raw[];
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  if constexpr (T::kNoSlack) {
-    const uintptr_t end = reinterpret_cast<uintptr_t>(&ss.empty_v[kStages - 1]) + sizeof(uint64_t);
-    if (end > reinterpret_cast<uintptr_t>(smem_raw) + T::kSmemBytes) __trap();
-  }
   const AttnParams& p = prm.p;
   constexpr int kBlockSize = T::kBlockSize, kBlocksPerTile = T::kBlocksPerTile;
   const CtaTile cta = kBlocksPerTile == 2 ? linear_cta_tile<kBlockM>(p) : half_cta_tile<kBlockM>(p);
@@ -185,12 +171,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   if (threadIdx.x == 0) {
     ClusterTransactionBarrier::init(&ss.bar_q, 1);
     CUTLASS_PRAGMA_UNROLL
-    for (int s = 0; s < (kStages > kKStages ? kStages : kKStages); ++s) {
-      if (s < kKStages) ClusterTransactionBarrier::init(&ss.full_k[s], 1);
-      if (s < kStages) ClusterTransactionBarrier::init(&ss.full_v[s], 1);
+    for (int s = 0; s < kStages; ++s) {
+      ClusterTransactionBarrier::init(&ss.full_k[s], 1);
+      ClusterTransactionBarrier::init(&ss.full_v[s], 1);
       // one arrival per consumer warp (of both CTAs in a cluster: a stage is written in both)
-      if (s < kKStages) ClusterBarrier::init(&ss.empty_k[s], T::kClusterSize * T::kConsumerThreads / 32);
-      if (s < kStages) ClusterBarrier::init(&ss.empty_v[s], T::kClusterSize * T::kConsumerThreads / 32);
+      ClusterBarrier::init(&ss.empty_k[s], T::kClusterSize * T::kConsumerThreads / 32);
+      ClusterBarrier::init(&ss.empty_v[s], T::kClusterSize * T::kConsumerThreads / 32);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -199,7 +185,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
   else __syncthreads();
 
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename T::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutK{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename T::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename T::SmemLayoutKV{});
   const int32_t* row = p.idx + ((int64_t(b) * p.heads + h) * p.mq + m_block / (kBlockSize / kBlockM)) * p.kmax;
   // Listed blocks on the key side; 64-row block nblk64 starts at or past Nk (the phantom's
@@ -234,16 +220,15 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 
     int n = 0;  // tiles issued
     auto issue = [&](int b0, int b1) {
-      const int s = n % kStages, sk = n % kKStages;
+      const int s = n % kStages;
       const uint32_t phase = ((n / kStages) - 1) & 1;  // the round that last used stage s
-      const uint32_t phase_k = ((n / kKStages) - 1) & 1;
-      if (n >= kKStages) ClusterBarrier::wait(&ss.empty_k[sk], phase_k);
-      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[sk], T::kTileBytes);
+      if (n >= kStages) ClusterBarrier::wait(&ss.empty_k[s], phase);
+      ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_k[s], T::kTileBytes);
       if constexpr (T::kCluster) {  // this CTA's half, into both CTAs (b0, b1: the halves' rows)
-        copy(prm.tma_k.with(ss.full_k[sk], 0b11), tKgK(_, rank ? b1 : b0), tKsK(_, rank, 0, sk));
+        copy(prm.tma_k.with(ss.full_k[s], 0b11), tKgK(_, rank ? b1 : b0), tKsK(_, rank, 0, s));
       } else {
-        copy(prm.tma_k.with(ss.full_k[sk], 0), tKgK(_, b0), tKsK(_, 0, 0, sk));
-        copy(prm.tma_k.with(ss.full_k[sk], 0), tKgK(_, b1), tKsK(_, 1, 0, sk));
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b0), tKsK(_, 0, 0, s));
+        copy(prm.tma_k.with(ss.full_k[s], 0), tKgK(_, b1), tKsK(_, 1, 0, s));
       }
       if (n >= kStages) ClusterBarrier::wait(&ss.empty_v[s], phase);
       ClusterTransactionBarrier::arrive_and_expect_tx(&ss.full_v[s], T::kTileBytes);
@@ -332,13 +317,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
       const int b0 = list.next(p, lane);
       if (b0 < 0) break;
       const int b1 = kBlocksPerTile == 2 ? list.next(p, lane) : -1;  // -1: the second half is the phantom
-      const int s = n % kStages, sk = n % kKStages;
+      const int s = n % kStages;
       const uint32_t phase = (n / kStages) & 1;
-      ClusterTransactionBarrier::wait(&ss.full_k[sk], (n / kKStages) & 1);
-      wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, sk), tSrS);
+      ClusterTransactionBarrier::wait(&ss.full_k[s], phase);
+      wgmma_issue<true>(mma_qk, tSrQ, tSrK(_, _, _, s), tSrS);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      release(&ss.empty_k[sk]);
+      release(&ss.empty_k[s]);
       // b0 < b1 < nblk, so only a tile's last real block can be the partial one.
       if constexpr (kBlocksPerTile == 1) softmax(b0 == nblk - 1 ? last_cols : kBlockN);
       else softmax(b1 >= 0 ? 64 + (b1 == nblk - 1 ? last_cols : 64) : (b0 == nblk - 1 ? last_cols : 64));
@@ -385,10 +370,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinCtasPerSm)
 }
 
 // Same interface as run_flash.
-template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2,
-          int kKStages = 0>
+template <typename Element, int kHeadDim, int kBlockSize, bool kLazyRescale = false, int kMinCtasPerSm = 2>
 cudaError_t run_flash_sparse_wide(const AttnParams& p, cudaStream_t stream) {
-  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize, kKStages>;
+  using T = FlashWideTraits<Element, kHeadDim, kLazyRescale, kMinCtasPerSm, kBlockSize>;
   using CopyKV = typename T::CopyKV;
   if (!tma_compatible(p, sizeof(Element))) return cudaErrorInvalidValue;
   typename T::Params prm;
